@@ -1,0 +1,80 @@
+/* base.c: error messages, clocks and number parsing shared by every module. */
+#include "skv-base.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+int skv_err_set(struct skv_err *err, int code, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+		err->code = code;
+	}
+	return code;
+}
+
+int skv_err_prefix(struct skv_err *err, int code, const char *fmt, ...)
+{
+	if (err) {
+		char prefix[256];
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(prefix, sizeof(prefix), fmt, ap);
+		va_end(ap);
+		size_t plen = n < 0 ? 0 : SKV_MIN((size_t)n, sizeof(prefix) - 1);
+		size_t old = strnlen(err->msg, sizeof(err->msg) - 1);
+		if (plen + old > sizeof(err->msg) - 1)
+			old = sizeof(err->msg) - 1 - plen;
+		memmove(err->msg + plen, err->msg, old);
+		memcpy(err->msg, prefix, plen);
+		err->msg[plen + old] = '\0';
+		err->code = code;
+	}
+	return code;
+}
+
+uint64_t skv_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int skv_parse_i64(const char *s, int64_t min, int64_t max, int64_t *ret)
+{
+	char *end;
+	long long v;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (*end != '\0' || end == s)
+		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
+int skv_parse_f64(const char *s, double min, double max, double *ret)
+{
+	char *end;
+	double v;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (*end != '\0' || end == s || isnan(v))
+		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}

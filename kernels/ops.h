@@ -1,0 +1,122 @@
+/* ops.h: the op table every backend implements, and the memory it works on.
+ *
+ * The engine (worker/engine.c) orchestrates a step and calls only these ops; a backend supplies
+ * them: kernels/cpu is the reference (fp32 math, short and obviously right), kernels/cuda the fast
+ * path. Pointers passed to ops are backend memory ("device pointers"): host memory for the CPU
+ * backend, GPU memory for CUDA. Ops are asynchronous on a backend's stream; sync() waits.
+ *
+ * Data types: weights are in the image's dtype (fp32 for CPU, bf16 for CUDA); activations are in
+ * the backend's act_dtype; norms, softmax and the logits are fp32; ids, positions, slots and
+ * block tables are int32. All matrices are row-major; a weight W is [out, in] and a GEMM
+ * computes out = a @ W^T, as PyTorch's Linear does.
+ *
+ * This header knows nothing of models, sequences or schedulers.
+ */
+#pragma once
+
+#include "skv-base.h"
+#include "skv-dtype.h"
+
+struct skv_backend;
+
+/* Paged KV cache of one cache layer: [num_blocks, block_size, n_kv_heads, head_dim] for K and for
+ * V, in the backend's kv dtype. Slot s = block * block_size + offset. */
+struct skv_kv_layer {
+	void *k;
+	void *v;
+};
+
+/* The queries of one attention call, grouped by sequence. Query row j of sequence s sits at
+ * q_start[s] + j, has absolute position ctx_len[s] - (q_start[s+1] - q_start[s]) + j, and attends
+ * causally to cache positions 0..that position through block_tables[s * max_blocks ...].
+ * The arrays are backend memory; the host_* mirrors let backends plan without reading them back. */
+struct skv_attn_batch {
+	uint32_t n_seqs;
+	uint32_t n_q;	     /* query rows in all */
+	uint32_t max_blocks; /* row stride of block_tables */
+	uint32_t max_ctx;    /* largest ctx_len */
+	uint32_t block_size;
+	const int32_t *q_start;	     /* [n_seqs + 1] */
+	const int32_t *ctx_len;	     /* [n_seqs] */
+	const int32_t *block_tables; /* [n_seqs, max_blocks] */
+	const int32_t *host_q_start; /* host copies of the same */
+	const int32_t *host_ctx_len;
+};
+
+/* RoPE parameters: inv_freq[head_dim / 2] in backend memory, fp32, already scaled (llama3 or
+ * linear); rotation is rotate-half (the first half pairs with the second). */
+struct skv_rope {
+	const float *inv_freq;
+	uint32_t head_dim;
+};
+
+struct skv_ops {
+	const char *name;
+	enum skv_dtype act_dtype; /* activations */
+	enum skv_dtype w_dtype;	  /* weights the backend expects in its image */
+	enum skv_dtype kv_dtype;  /* KV cache elements */
+
+	void (*destroy)(struct skv_backend *be);
+
+	/* Memory. alloc returns zeroed memory or a negative errno. */
+	int (*alloc)(struct skv_backend *be, size_t bytes, void **ret);
+	void (*free)(struct skv_backend *be, void *p);
+	int (*upload)(struct skv_backend *be, void *dst, const void *host_src, size_t bytes);
+	int (*download)(struct skv_backend *be, void *host_dst, const void *src, size_t bytes);
+	int (*sync)(struct skv_backend *be); /* waits for every op issued; reports a sticky error */
+
+	/* out[n, H] = table[ids[i], :] (table in w_dtype, out in act_dtype). */
+	void (*embed)(struct skv_backend *be, void *out, const void *table, const int32_t *ids, uint32_t n,
+		      uint32_t H);
+
+	/* out[n, H] = x * rsqrt(mean(x^2) + eps) * w, reduction in fp32. out may equal x. */
+	void (*rmsnorm)(struct skv_backend *be, void *out, const void *x, const void *w, uint32_t n, uint32_t H,
+			float eps);
+
+	/* out[M, N] (+)= a[M, K] @ w[N, K]^T + bias[N]; accumulate adds to what out holds (the
+	 * residual add). bias may be NULL. out_f32 writes fp32 (the logits) instead of act_dtype. */
+	void (*gemm)(struct skv_backend *be, void *out, const void *a, const void *w, const void *bias, uint32_t M,
+		     uint32_t N, uint32_t K, bool accumulate, bool out_f32);
+
+	/* RoPE in place on n_heads heads of each of n rows (row r starts at x + r * stride elements),
+	 * at positions pos[r]. */
+	void (*rope)(struct skv_backend *be, void *x, uint32_t stride, uint32_t n, uint32_t n_heads,
+		     const int32_t *pos, const struct skv_rope *rope);
+
+	/* For each of n rows: RoPE on the n_kv_heads heads of k (at pos[r]), then store k and v into
+	 * cache slot slots[r]. k and v rows start at k + r * stride and v + r * stride. k is rotated
+	 * in place. */
+	void (*rope_store_kv)(struct skv_backend *be, void *k, const void *v, uint32_t stride, uint32_t n,
+			      uint32_t n_kv_heads, const int32_t *pos, const int32_t *slots,
+			      const struct skv_rope *rope, struct skv_kv_layer cache);
+
+	/* Causal paged attention: out[n_q, n_heads * d] from q rows (stride q_stride elements),
+	 * GQA with head h reading KV head h / (n_heads / n_kv_heads), scale 1/sqrt(d), softmax in fp32. */
+	void (*attention)(struct skv_backend *be, void *out, const void *q, uint32_t q_stride,
+			  const struct skv_attn_batch *b, struct skv_kv_layer cache, uint32_t n_heads,
+			  uint32_t n_kv_heads, uint32_t head_dim);
+
+	/* out[n, inter] = silu(gu[:, :inter]) * gu[:, inter:] (gu is [n, 2 inter]). */
+	void (*silu_mul)(struct skv_backend *be, void *out, const void *gu, uint32_t n, uint32_t inter);
+
+	/* out[i, :] = in[idx[i], :] for i < n, rows of H act_dtype elements; out and in do not overlap. */
+	void (*gather_rows)(struct skv_backend *be, void *out, const void *in, const int32_t *idx, uint32_t n,
+			    uint32_t H);
+};
+
+struct skv_backend {
+	const struct skv_ops *ops;
+};
+
+/* The CPU backend: fp32 weights and activations, fp32 KV. threads = 0 uses every core. */
+int skv_backend_cpu_new(unsigned threads, struct skv_backend **ret, struct skv_err *err);
+
+/* Whether this build has the CUDA backend, and opening it (device index); -ENODEV without one. */
+bool skv_backend_cuda_available(void);
+int skv_backend_cuda_new(int device, struct skv_backend **ret, struct skv_err *err);
+
+/* llama3 / linear / plain inverse frequencies for head_dim d, exactly as transformers computes
+ * them (fp32 arithmetic): out[d / 2]. rope_type is enum skv_rope_type from model-config.h,
+ * passed as plain numbers so kernels/ depends on no model header. */
+void skv_rope_inv_freq(float *out, uint32_t d, double theta, uint32_t rope_type, double factor, double low_freq_factor,
+		       double high_freq_factor, uint32_t orig_max_position);

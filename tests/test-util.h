@@ -1,0 +1,24 @@
+/* test-util.h: small helpers the cmocka tests share (temporary folders, files, tools). */
+#pragma once
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+/* A fresh temporary directory (removed by tu_rmdir). */
+char *tu_tmpdir(void);
+void tu_rmdir(const char *dir);
+void tu_write(const char *path, const void *data, size_t len);
+void tu_writef(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Runs a shell command; returns its exit status. */
+int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Path of a built tool, from the environment meson sets (SKV_MKMODEL, SKV_RUN, ...). */
+const char *tu_tool(const char *env);
+/* Makes a synthetic model with skv-mkmodel ARGS into a new temp dir; returns the dir. */
+char *tu_mkmodel(const char *args);
+/* Reads a .npy float32 2-D array; returns data (malloc) and its shape. */
+float *tu_read_npy(const char *path, uint32_t *rows, uint32_t *cols);
+/* max |a - b| / max |b| over one row */
+double tu_rel_err(const float *a, const float *b, size_t n);

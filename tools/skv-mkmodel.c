@@ -1,0 +1,509 @@
+/* skv-mkmodel: writes a synthetic checkpoint in exactly the Hugging Face layout.
+ *
+ *   skv-mkmodel --preset NAME [--swiftkv-layers L] [--group G] [--dtype bf16|fp16|fp32]
+ *               [--seed S] [--max-shard-size BYTES] [--layers N] [--tie] [--attention-bias]
+ *               [--mlp-bias] [--force] OUTDIR
+ *
+ * Weights are deterministic in (seed, tensor name, element index), so the same model comes out
+ * whatever the sharding and however many threads fill it. They are scaled so activations stay
+ * O(1) through every projection (std 1/sqrt(fan_in)), norms are near 1, and a SwiftKV checkpoint
+ * starts its extra tensors the way distillation does (q_proj_swiftkv from q_proj, the group
+ * owner's k/v_proj_swiftkv from the group's mean, norm_swiftkv from layer L's input norm), plus
+ * noise so the SwiftKV path is really different from the teacher. The teacher's q/k/v stay in
+ * the file, as in the released checkpoints.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "safetensors.h"
+#include "skv-base.h"
+#include "tokenizer-synth.h"
+
+struct preset {
+	const char *name;
+	uint32_t layers, hidden, inter, heads, kv_heads, head_dim, base_vocab, max_pos;
+	bool tie;
+	float eps, theta;
+	uint32_t rope_orig;
+};
+
+/* base_vocab: ordinary tokens; the model's vocab adds Llama-3's 256 specials. */
+static const struct preset presets[] = {
+	{"tiny", 4, 64, 192, 4, 2, 16, 256, 8192, false, 1e-5f, 500000.0f, 1024},
+	{"small", 8, 256, 768, 8, 2, 32, 256, 8192, false, 1e-5f, 500000.0f, 1024},
+	{"llama-3.2-1b", 16, 2048, 8192, 32, 8, 64, 128000, 131072, true, 1e-5f, 500000.0f, 8192},
+	{"llama-3.1-8b", 32, 4096, 14336, 32, 8, 128, 128000, 131072, false, 1e-5f, 500000.0f, 8192},
+	{"llama-3.3-70b", 80, 8192, 28672, 64, 8, 128, 128000, 131072, false, 1e-5f, 500000.0f, 8192},
+};
+
+enum init { INIT_NORMAL, INIT_NORM, INIT_ZERO };
+
+/* One tensor to write: its name, shape, and how its values come about. */
+struct wtensor {
+	char name[96];
+	uint32_t ndim;
+	uint64_t shape[2];
+	enum init init;
+	float scale; /* std for NORMAL; noise std for NORM (values 1 + noise) */
+	/* value = mix * (mean of `base` tensors' values) + scale * own noise */
+	uint32_t n_base;
+	char base[8][96];
+	float base_mix;
+};
+
+struct job {
+	struct wtensor *t;
+	size_t n;
+	uint64_t seed;
+	enum skv_st_dtype dtype;
+	size_t *file_of; /* tensor -> shard */
+	size_t shard;	 /* being written */
+	const struct wtensor **list;
+};
+
+static uint64_t splitmix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	return h;
+}
+
+/* A standard-normal-like value for element i of the stream `key`: the sum of four uniform 16-bit
+ * draws, centred and scaled to unit variance (Irwin-Hall; bounded at +-3.46, cheap and enough
+ * for synthetic weights). */
+static inline float noise(uint64_t key, uint64_t i)
+{
+	uint64_t x = splitmix64(key ^ (i * 0xd1342543de82ef95ull));
+	float s = (float)(x & 0xffff) + (float)((x >> 16) & 0xffff) + (float)((x >> 32) & 0xffff) +
+		  (float)(x >> 48);
+	return (s / 65535.0f - 2.0f) * 1.7320508f;
+}
+
+static float value(const struct wtensor *t, uint64_t seed, uint64_t i)
+{
+	float v = 0.0f;
+	switch (t->init) {
+	case INIT_ZERO:
+		return 0.0f;
+	case INIT_NORM:
+		v = 1.0f;
+		break;
+	case INIT_NORMAL:
+		break;
+	}
+	if (t->n_base) {
+		float m = 0.0f;
+		for (uint32_t b = 0; b < t->n_base; b++)
+			m += noise(seed ^ name_hash(t->base[b]), i);
+		/* the base tensors are NORMAL with the same scale as this one's nominal std */
+		v = t->base_mix * m / (float)t->n_base;
+	}
+	return v + t->scale * noise(seed ^ name_hash(t->name), i);
+}
+
+static int fill(void *userdata, size_t index, void *dst, size_t nbytes, struct skv_err *err)
+{
+	struct job *j = userdata;
+	const struct wtensor *t = j->list[index];
+	enum skv_dtype dt = j->dtype == SKV_ST_F32 ? SKV_DTYPE_F32 : j->dtype == SKV_ST_F16 ? SKV_DTYPE_F16 : SKV_DTYPE_BF16;
+	size_t n = nbytes / skv_dtype_size(dt);
+	(void)err;
+#pragma omp parallel for schedule(static)
+	for (size_t i = 0; i < n; i++)
+		skv_store_f32(dst, dt, i, value(t, j->seed, i));
+	return 0;
+}
+
+static struct wtensor *add(struct wtensor *v, size_t *n, const char *name, uint64_t rows, uint64_t cols, enum init init,
+			   float scale)
+{
+	struct wtensor *t = &v[(*n)++];
+	memset(t, 0, sizeof(*t));
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	t->ndim = rows ? 2 : 1;
+	t->shape[0] = rows ? rows : cols;
+	t->shape[1] = cols;
+	t->init = init;
+	t->scale = scale;
+	return t;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: skv-mkmodel --preset NAME [options] OUTDIR\n"
+		   "  --preset NAME          tiny, small, llama-3.2-1b, llama-3.1-8b, llama-3.3-70b\n"
+		   "  --swiftkv-layers L     write a llama_swiftkv checkpoint with num_key_value_layers = L\n"
+		   "  --group G              key_value_group_size (AcrossKV), default 1\n"
+		   "  --dtype bf16|fp16|fp32 storage dtype, default bf16\n"
+		   "  --seed S               weights seed, default 0\n"
+		   "  --layers N             override the number of layers\n"
+		   "  --max-shard-size BYTES shard above this size (default 5000000000)\n"
+		   "  --tie | --untie        tie (or untie) lm_head to the embeddings\n"
+		   "  --attention-bias       q/k/v/o projections with biases\n"
+		   "  --mlp-bias             gate/up/down projections with biases\n"
+		   "  --force                write into an existing OUTDIR\n");
+}
+
+static int write_configs(const char *dir, const struct preset *p, uint32_t L, uint32_t G, bool swiftkv,
+			 const char *dtype, bool attn_bias, bool mlp_bias, struct skv_err *err)
+{
+	json_object *c = json_object_new_object(), *rs = json_object_new_object(), *eos = json_object_new_array();
+	json_object *g = json_object_new_object(), *geos = json_object_new_array();
+	uint32_t V = p->base_vocab + SKV_LLAMA3_N_SPECIAL, bos = p->base_vocab;
+	char path[4096];
+	int r = 0;
+
+	json_object *arch = json_object_new_array();
+	json_object_array_add(arch, json_object_new_string(swiftkv ? "LlamaSwiftKVForCausalLM" : "LlamaForCausalLM"));
+	json_object_object_add(c, "architectures", arch);
+	json_object_object_add(c, "attention_bias", json_object_new_boolean(attn_bias));
+	json_object_object_add(c, "attention_dropout", json_object_new_double(0.0));
+	json_object_object_add(c, "bos_token_id", json_object_new_int((int)bos));
+	json_object_array_add(eos, json_object_new_int((int)bos + 1));
+	json_object_array_add(eos, json_object_new_int((int)bos + 8));
+	json_object_array_add(eos, json_object_new_int((int)bos + 9));
+	json_object_object_add(c, "eos_token_id", eos);
+	json_object_object_add(c, "head_dim", json_object_new_int((int)p->head_dim));
+	json_object_object_add(c, "hidden_act", json_object_new_string("silu"));
+	json_object_object_add(c, "hidden_size", json_object_new_int((int)p->hidden));
+	json_object_object_add(c, "initializer_range", json_object_new_double(0.02));
+	json_object_object_add(c, "intermediate_size", json_object_new_int((int)p->inter));
+	if (swiftkv) {
+		json_object_object_add(c, "key_value_group_size", json_object_new_int((int)G));
+		json_object_object_add(c, "num_key_value_layers", json_object_new_int((int)L));
+	}
+	json_object_object_add(c, "max_position_embeddings", json_object_new_int((int)p->max_pos));
+	json_object_object_add(c, "mlp_bias", json_object_new_boolean(mlp_bias));
+	json_object_object_add(c, "model_type", json_object_new_string(swiftkv ? "llama_swiftkv" : "llama"));
+	json_object_object_add(c, "num_attention_heads", json_object_new_int((int)p->heads));
+	json_object_object_add(c, "num_hidden_layers", json_object_new_int((int)p->layers));
+	json_object_object_add(c, "num_key_value_heads", json_object_new_int((int)p->kv_heads));
+	json_object_object_add(c, "pretraining_tp", json_object_new_int(1));
+	json_object_object_add(c, "rms_norm_eps", json_object_new_double(p->eps));
+	json_object_object_add(rs, "factor", json_object_new_double(8.0));
+	json_object_object_add(rs, "high_freq_factor", json_object_new_double(4.0));
+	json_object_object_add(rs, "low_freq_factor", json_object_new_double(1.0));
+	json_object_object_add(rs, "original_max_position_embeddings", json_object_new_int((int)p->rope_orig));
+	json_object_object_add(rs, "rope_type", json_object_new_string("llama3"));
+	json_object_object_add(c, "rope_scaling", rs);
+	json_object_object_add(c, "rope_theta", json_object_new_double(p->theta));
+	if (swiftkv)
+		json_object_object_add(c, "swiftkv", json_object_new_boolean(1));
+	json_object_object_add(c, "tie_word_embeddings", json_object_new_boolean(p->tie));
+	json_object_object_add(c, "torch_dtype", json_object_new_string(dtype));
+	json_object_object_add(c, "use_cache", json_object_new_boolean(1));
+	json_object_object_add(c, "vocab_size", json_object_new_int((int)V));
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	if (json_object_to_file_ext(path, c, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE) < 0)
+		r = skv_err_set(err, -EIO, "%s: cannot write", path);
+
+	json_object_object_add(g, "bos_token_id", json_object_new_int((int)bos));
+	json_object_object_add(g, "do_sample", json_object_new_boolean(1));
+	json_object_array_add(geos, json_object_new_int((int)bos + 1));
+	json_object_array_add(geos, json_object_new_int((int)bos + 8));
+	json_object_array_add(geos, json_object_new_int((int)bos + 9));
+	json_object_object_add(g, "eos_token_id", geos);
+	json_object_object_add(g, "temperature", json_object_new_double(0.6));
+	json_object_object_add(g, "top_p", json_object_new_double(0.9));
+	snprintf(path, sizeof(path), "%s/generation_config.json", dir);
+	if (r == 0 && json_object_to_file_ext(path, g, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE) < 0)
+		r = skv_err_set(err, -EIO, "%s: cannot write", path);
+	json_object_put(c);
+	json_object_put(g);
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"preset", required_argument, NULL, 'p'},
+		{"swiftkv-layers", required_argument, NULL, 'L'},
+		{"group", required_argument, NULL, 'G'},
+		{"dtype", required_argument, NULL, 'd'},
+		{"seed", required_argument, NULL, 's'},
+		{"layers", required_argument, NULL, 'n'},
+		{"max-shard-size", required_argument, NULL, 'm'},
+		{"tie", no_argument, NULL, 't'},
+		{"untie", no_argument, NULL, 'u'},
+		{"attention-bias", no_argument, NULL, 'a'},
+		{"mlp-bias", no_argument, NULL, 'b'},
+		{"force", no_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct preset p = {0};
+	const char *preset = NULL, *dtype_name = "bf16";
+	int64_t L = -1, G = 1, seed = 0, layers = -1, max_shard = 5000000000ll;
+	int tie = -1;
+	bool attn_bias = false, mlp_bias = false, force = false;
+	struct skv_err err = {0};
+	int c, r;
+
+	int li = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+		int pr = 0;
+		switch (c) {
+		case 'p':
+			preset = optarg;
+			break;
+		case 'L':
+			pr = skv_parse_i64(optarg, 1, SKV_MAX_LAYERS, &L);
+			break;
+		case 'G':
+			pr = skv_parse_i64(optarg, 1, SKV_MAX_LAYERS, &G);
+			break;
+		case 'd':
+			dtype_name = optarg;
+			break;
+		case 's':
+			pr = skv_parse_i64(optarg, 0, INT64_MAX, &seed);
+			break;
+		case 'n':
+			pr = skv_parse_i64(optarg, 1, SKV_MAX_LAYERS, &layers);
+			break;
+		case 'm':
+			pr = skv_parse_i64(optarg, 1 << 20, INT64_MAX, &max_shard);
+			break;
+		case 't':
+			tie = 1;
+			break;
+		case 'u':
+			tie = 0;
+			break;
+		case 'a':
+			attn_bias = true;
+			break;
+		case 'b':
+			mlp_bias = true;
+			break;
+		case 'f':
+			force = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+		if (pr < 0) {
+			fprintf(stderr, "skv-mkmodel: --%s: invalid value '%s'\n", opts[li].name, optarg);
+			return 2;
+		}
+	}
+	if (!preset || optind != argc - 1) {
+		usage(stderr);
+		return 2;
+	}
+	for (size_t i = 0; i < SKV_ARRAY_SIZE(presets); i++)
+		if (!strcmp(presets[i].name, preset))
+			p = presets[i];
+	if (!p.name) {
+		fprintf(stderr, "skv-mkmodel: unknown preset '%s'\n", preset);
+		return 2;
+	}
+	if (layers > 0)
+		p.layers = (uint32_t)layers;
+	if (tie >= 0)
+		p.tie = tie;
+	enum skv_st_dtype dt;
+	const char *torch_dtype;
+	if (!strcmp(dtype_name, "bf16"))
+		dt = SKV_ST_BF16, torch_dtype = "bfloat16";
+	else if (!strcmp(dtype_name, "fp16"))
+		dt = SKV_ST_F16, torch_dtype = "float16";
+	else if (!strcmp(dtype_name, "fp32"))
+		dt = SKV_ST_F32, torch_dtype = "float32";
+	else {
+		fprintf(stderr, "skv-mkmodel: --dtype must be bf16, fp16 or fp32, not '%s'\n", dtype_name);
+		return 2;
+	}
+	bool swiftkv = L > 0;
+	if (swiftkv && (L > p.layers || (p.layers - L) % G != 0)) {
+		fprintf(stderr,
+			"skv-mkmodel: --swiftkv-layers %lld with --group %lld: need L <= %u layers and (N - L) a multiple "
+			"of G\n",
+			(long long)L, (long long)G, p.layers);
+		return 2;
+	}
+	if (!swiftkv && G != 1) {
+		fprintf(stderr, "skv-mkmodel: --group needs --swiftkv-layers\n");
+		return 2;
+	}
+
+	const char *out = argv[optind];
+	if (mkdir(out, 0755) < 0 && !(errno == EEXIST && force)) {
+		fprintf(stderr, "skv-mkmodel: %s: %s%s\n", out, strerror(errno),
+			errno == EEXIST ? " (use --force to overwrite)" : "");
+		return 1;
+	}
+
+	/* The tensor list, in the order transformers writes a Llama. */
+	const uint64_t H = p.hidden, I = p.inter, d = p.head_dim, nh = p.heads, nkv = p.kv_heads;
+	const uint64_t V = p.base_vocab + SKV_LLAMA3_N_SPECIAL;
+	size_t cap = 16 + (size_t)p.layers * 24, n = 0;
+	_cleanup_free_ struct wtensor *t = calloc(cap, sizeof(*t));
+	char nm[96];
+	if (!t) {
+		fprintf(stderr, "skv-mkmodel: out of memory\n");
+		return 1;
+	}
+	const float norm_noise = 0.1f;
+	add(t, &n, "model.embed_tokens.weight", V, H, INIT_NORMAL, 1.0f);
+	for (uint32_t i = 0; i < p.layers; i++) {
+		const char *pj[] = {"q", "k", "v"};
+		const uint64_t rows[] = {nh * d, nkv * d, nkv * d};
+		snprintf(nm, sizeof(nm), "model.layers.%u.input_layernorm.weight", i);
+		add(t, &n, nm, 0, H, INIT_NORM, norm_noise);
+		for (int k = 0; k < 3; k++) {
+			snprintf(nm, sizeof(nm), "model.layers.%u.self_attn.%s_proj.weight", i, pj[k]);
+			add(t, &n, nm, rows[k], H, INIT_NORMAL, 1.0f / sqrtf((float)H));
+			if (attn_bias) {
+				snprintf(nm, sizeof(nm), "model.layers.%u.self_attn.%s_proj.bias", i, pj[k]);
+				add(t, &n, nm, 0, rows[k], INIT_NORMAL, 0.1f);
+			}
+		}
+		snprintf(nm, sizeof(nm), "model.layers.%u.self_attn.o_proj.weight", i);
+		add(t, &n, nm, H, nh * d, INIT_NORMAL, 0.5f / sqrtf((float)(nh * d)));
+		if (attn_bias) {
+			snprintf(nm, sizeof(nm), "model.layers.%u.self_attn.o_proj.bias", i);
+			add(t, &n, nm, 0, H, INIT_NORMAL, 0.1f);
+		}
+		snprintf(nm, sizeof(nm), "model.layers.%u.post_attention_layernorm.weight", i);
+		add(t, &n, nm, 0, H, INIT_NORM, norm_noise);
+		const char *mp[] = {"gate", "up", "down"};
+		for (int k = 0; k < 3; k++) {
+			uint64_t rr = k == 2 ? H : I, cc = k == 2 ? I : H;
+			snprintf(nm, sizeof(nm), "model.layers.%u.mlp.%s_proj.weight", i, mp[k]);
+			add(t, &n, nm, rr, cc, INIT_NORMAL, (k == 2 ? 0.5f : 1.0f) / sqrtf((float)cc));
+			if (mlp_bias) {
+				snprintf(nm, sizeof(nm), "model.layers.%u.mlp.%s_proj.bias", i, mp[k]);
+				add(t, &n, nm, 0, rr, INIT_NORMAL, 0.1f);
+			}
+		}
+		/* SwiftKV student tensors for the later layers (distillation's initialisation + noise) */
+		if (swiftkv && i >= (uint32_t)L) {
+			for (int bias = 0; bias <= (int)attn_bias; bias++) {
+				const char *suf = bias ? "bias" : "weight";
+				float sc = bias ? 0.1f : 1.0f / sqrtf((float)H);
+				snprintf(nm, sizeof(nm), "model.layers.%u.self_attn.q_proj_swiftkv.%s", i, suf);
+				struct wtensor *q = add(t, &n, nm, bias ? 0 : nh * d, bias ? nh * d : H, INIT_NORMAL, 0.3f * sc);
+				q->n_base = 1;
+				q->base_mix = sc;
+				snprintf(q->base[0], sizeof(q->base[0]), "model.layers.%u.self_attn.q_proj.%s", i, suf);
+				if ((i - (uint32_t)L) % (uint32_t)G == 0) {
+					for (int k = 1; k < 3; k++) {
+						snprintf(nm, sizeof(nm), "model.layers.%u.self_attn.%s_proj_swiftkv.%s", i,
+							 pj[k], suf);
+						struct wtensor *kv = add(t, &n, nm, bias ? 0 : nkv * d, bias ? nkv * d : H,
+									 INIT_NORMAL, 0.3f * sc);
+						/* the mean of the group's teacher projections (the first 8 of
+						 * a larger group: enough for a synthetic start) */
+						kv->n_base = (uint32_t)SKV_MIN(G, 8);
+						kv->base_mix = sc;
+						for (uint32_t gg = 0; gg < kv->n_base; gg++)
+							snprintf(kv->base[gg], sizeof(kv->base[0]),
+								 "model.layers.%u.self_attn.%s_proj.%s", i + gg, pj[k], suf);
+					}
+				}
+			}
+		}
+	}
+	add(t, &n, "model.norm.weight", 0, H, INIT_NORM, norm_noise);
+	if (swiftkv) {
+		/* norm_swiftkv starts from layer L's input norm: same base stream, plus noise */
+		struct wtensor *ns = add(t, &n, "model.norm_swiftkv.weight", 0, H, INIT_NORM, 0.3f * norm_noise);
+		ns->n_base = 1;
+		ns->base_mix = norm_noise;
+		snprintf(ns->base[0], sizeof(ns->base[0]), "model.layers.%lld.input_layernorm.weight", (long long)L);
+	}
+	if (!p.tie)
+		add(t, &n, "lm_head.weight", V, H, INIT_NORMAL, 1.0f / sqrtf((float)H));
+
+	/* Shards: consecutive tensors up to max_shard bytes each. */
+	_cleanup_free_ size_t *file_of = calloc(n, sizeof(size_t));
+	_cleanup_free_ const struct wtensor **list = calloc(n, sizeof(*list));
+	_cleanup_free_ struct skv_st_out_tensor *ot = calloc(n, sizeof(*ot));
+	if (!file_of || !list || !ot) {
+		fprintf(stderr, "skv-mkmodel: out of memory\n");
+		return 1;
+	}
+	size_t shards = 1;
+	uint64_t cur = 0, total = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t b = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1) * skv_st_dtype_size(dt);
+		if (cur > 0 && cur + b > (uint64_t)max_shard) {
+			shards++;
+			cur = 0;
+		}
+		file_of[i] = shards - 1;
+		cur += b;
+		total += b;
+	}
+	struct job job = {.t = t, .n = n, .seed = (uint64_t)seed, .dtype = dt, .file_of = file_of, .list = list};
+	json_object *index = json_object_new_object(), *wmap = json_object_new_object(), *meta = json_object_new_object();
+	for (size_t s = 0; s < shards; s++) {
+		char fname[128], path[4096];
+		size_t k = 0;
+		if (shards == 1)
+			snprintf(fname, sizeof(fname), "model.safetensors");
+		else
+			snprintf(fname, sizeof(fname), "model-%05zu-of-%05zu.safetensors", s + 1, shards);
+		for (size_t i = 0; i < n; i++) {
+			if (file_of[i] != s)
+				continue;
+			list[k] = &t[i];
+			ot[k] = (struct skv_st_out_tensor){.name = t[i].name, .dtype = dt, .ndim = t[i].ndim};
+			ot[k].shape[0] = t[i].shape[0];
+			ot[k].shape[1] = t[i].shape[1];
+			json_object_object_add(wmap, t[i].name, json_object_new_string(fname));
+			k++;
+		}
+		snprintf(path, sizeof(path), "%s/%s", out, fname);
+		r = skv_st_write(path, ot, k, "{\"format\":\"pt\"}", fill, &job, &err);
+		if (r < 0) {
+			fprintf(stderr, "skv-mkmodel: %s\n", err.msg);
+			json_object_put(index);
+			return 1;
+		}
+	}
+	if (shards > 1) {
+		char path[4096];
+		json_object_object_add(meta, "total_size", json_object_new_int64((int64_t)total));
+		json_object_object_add(index, "metadata", meta);
+		json_object_object_add(index, "weight_map", wmap);
+		snprintf(path, sizeof(path), "%s/model.safetensors.index.json", out);
+		if (json_object_to_file_ext(path, index, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE) < 0) {
+			fprintf(stderr, "skv-mkmodel: %s: cannot write\n", path);
+			json_object_put(index);
+			return 1;
+		}
+	} else {
+		json_object_put(meta);
+		json_object_put(wmap);
+	}
+	json_object_put(index);
+
+	if ((r = write_configs(out, &p, (uint32_t)L, (uint32_t)G, swiftkv, torch_dtype, attn_bias, mlp_bias, &err)) < 0 ||
+	    (r = skv_tokenizer_write_synthetic(out, p.base_vocab, (uint64_t)seed, &err)) < 0) {
+		fprintf(stderr, "skv-mkmodel: %s\n", err.msg);
+		return 1;
+	}
+	printf("%s: %s, %u layers%s, %zu tensors, %.2f GB in %zu file%s\n", out, p.name, p.layers,
+	       swiftkv ? " (SwiftKV)" : "", n, (double)total / 1e9, shards, shards > 1 ? "s" : "");
+	return 0;
+}
