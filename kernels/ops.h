@@ -16,6 +16,7 @@
 
 #include "skv-base.h"
 #include "skv-dtype.h"
+#include "sample.h"
 
 struct skv_backend;
 
@@ -63,7 +64,14 @@ struct skv_ops {
 	void (*free)(struct skv_backend *be, void *p);
 	int (*upload)(struct skv_backend *be, void *dst, const void *host_src, size_t bytes);
 	int (*download)(struct skv_backend *be, void *host_dst, const void *src, size_t bytes);
+	/* Host memory the backend copies from and to fastest (pinned for CUDA). */
+	int (*host_alloc)(struct skv_backend *be, size_t bytes, void **ret);
+	void (*host_free)(struct skv_backend *be, void *p);
 	int (*sync)(struct skv_backend *be); /* waits for every op issued; reports a sticky error */
+
+	/* Called once at engine creation with the largest shapes any step will use, so a backend
+	 * allocates its scratch at start-up and never during a step. */
+	int (*prepare)(struct skv_backend *be, uint32_t max_context, uint32_t max_rows, uint32_t vocab);
 
 	/* out[n, H] = table[ids[i], :] (table in w_dtype, out in act_dtype). */
 	void (*embed)(struct skv_backend *be, void *out, const void *table, const int32_t *ids, uint32_t n,
@@ -102,6 +110,11 @@ struct skv_ops {
 	/* out[i, :] = in[idx[i], :] for i < n, rows of H act_dtype elements; out and in do not overlap. */
 	void (*gather_rows)(struct skv_backend *be, void *out, const void *in, const int32_t *idx, uint32_t n,
 			    uint32_t H);
+
+	/* out[r] = the token sampled from logits row r (fp32 [n, vocab]) with params[r] (see
+	 * sample.h); out and params are backend memory. */
+	void (*sample)(struct skv_backend *be, int32_t *out, const float *logits, const struct skv_sample_params *params,
+		       uint32_t n, uint32_t vocab);
 };
 
 struct skv_backend {

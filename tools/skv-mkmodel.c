@@ -1,7 +1,8 @@
 /* skv-mkmodel: writes a synthetic checkpoint in exactly the Hugging Face layout.
  *
  *   skv-mkmodel --preset NAME [--swiftkv-layers L] [--group G] [--dtype bf16|fp16|fp32]
- *               [--seed S] [--max-shard-size BYTES] [--layers N] [--tie] [--attention-bias]
+ *               [--seed S] [--max-shard-size BYTES] [--layers N] [--hidden H] [--intermediate I]
+ *               [--heads NH] [--kv-heads NKV] [--head-dim D] [--tie] [--attention-bias]
  *               [--mlp-bias] [--force] OUTDIR
  *
  * Weights are deterministic in (seed, tensor name, element index), so the same model comes out
@@ -150,7 +151,8 @@ static void usage(FILE *f)
 		   "  --group G              key_value_group_size (AcrossKV), default 1\n"
 		   "  --dtype bf16|fp16|fp32 storage dtype, default bf16\n"
 		   "  --seed S               weights seed, default 0\n"
-		   "  --layers N             override the number of layers\n"
+		   "  --layers N, --hidden H, --intermediate I, --heads NH, --kv-heads NKV, --head-dim D\n"
+		   "                         override the preset's shape\n"
 		   "  --max-shard-size BYTES shard above this size (default 5000000000)\n"
 		   "  --tie | --untie        tie (or untie) lm_head to the embeddings\n"
 		   "  --attention-bias       q/k/v/o projections with biases\n"
@@ -236,6 +238,11 @@ int main(int argc, char **argv)
 		{"dtype", required_argument, NULL, 'd'},
 		{"seed", required_argument, NULL, 's'},
 		{"layers", required_argument, NULL, 'n'},
+		{"hidden", required_argument, NULL, 'H'},
+		{"intermediate", required_argument, NULL, 'I'},
+		{"heads", required_argument, NULL, 'A'},
+		{"kv-heads", required_argument, NULL, 'K'},
+		{"head-dim", required_argument, NULL, 'D'},
 		{"max-shard-size", required_argument, NULL, 'm'},
 		{"tie", no_argument, NULL, 't'},
 		{"untie", no_argument, NULL, 'u'},
@@ -248,6 +255,7 @@ int main(int argc, char **argv)
 	struct preset p = {0};
 	const char *preset = NULL, *dtype_name = "bf16";
 	int64_t L = -1, G = 1, seed = 0, layers = -1, max_shard = 5000000000ll;
+	int64_t hidden = -1, inter = -1, heads = -1, kv_heads = -1, head_dim = -1;
 	int tie = -1;
 	bool attn_bias = false, mlp_bias = false, force = false;
 	struct skv_err err = {0};
@@ -277,6 +285,21 @@ int main(int argc, char **argv)
 			break;
 		case 'm':
 			pr = skv_parse_i64(optarg, 1 << 20, INT64_MAX, &max_shard);
+			break;
+		case 'H':
+			pr = skv_parse_i64(optarg, 1, SKV_MAX_HIDDEN, &hidden);
+			break;
+		case 'I':
+			pr = skv_parse_i64(optarg, 1, SKV_MAX_INTERMEDIATE, &inter);
+			break;
+		case 'A':
+			pr = skv_parse_i64(optarg, 1, SKV_MAX_HEADS, &heads);
+			break;
+		case 'K':
+			pr = skv_parse_i64(optarg, 1, SKV_MAX_HEADS, &kv_heads);
+			break;
+		case 'D':
+			pr = skv_parse_i64(optarg, 2, SKV_MAX_HEAD_DIM, &head_dim);
 			break;
 		case 't':
 			tie = 1;
@@ -318,6 +341,21 @@ int main(int argc, char **argv)
 	}
 	if (layers > 0)
 		p.layers = (uint32_t)layers;
+	if (hidden > 0)
+		p.hidden = (uint32_t)hidden;
+	if (inter > 0)
+		p.inter = (uint32_t)inter;
+	if (heads > 0)
+		p.heads = (uint32_t)heads;
+	if (kv_heads > 0)
+		p.kv_heads = (uint32_t)kv_heads;
+	if (head_dim > 0)
+		p.head_dim = (uint32_t)head_dim;
+	if (p.heads % p.kv_heads != 0 || p.head_dim % 2 != 0) {
+		fprintf(stderr, "skv-mkmodel: --heads (%u) must be a multiple of --kv-heads (%u), --head-dim (%u) even\n",
+			p.heads, p.kv_heads, p.head_dim);
+		return 2;
+	}
 	if (tie >= 0)
 		p.tie = tie;
 	enum skv_st_dtype dt;

@@ -240,6 +240,7 @@ int main(int argc, char **argv)
 	}
 
 	struct skv_local *l;
+	lp.keep_logits = logits_out != NULL;
 	r = skv_local_open(&lp, &l, &err);
 	if (r < 0) {
 		fprintf(stderr, "skv-run: %s\n", err.msg);

@@ -52,7 +52,9 @@ struct skv_engine {
 	/* step metadata: one int32 block, built on the host and uploaded once per step */
 	int32_t *meta_host, *meta_dev;
 	size_t meta_len; /* int32s */
-	float *logits_host;
+	struct skv_sample_params *sp_host, *sp_dev; /* [S] */
+	int32_t *ids_host, *ids_dev;		     /* [S] sampled tokens */
+	float *logits_host;			     /* [S, V] with keep_logits */
 };
 
 /* Offsets (in int32s) of the metadata arrays inside meta_host / meta_dev. */
@@ -98,12 +100,16 @@ void skv_engine_free(struct skv_engine *e)
 {
 	if (!e)
 		return;
-	void *bufs[] = {e->res, e->surv, e->normed, e->qkv, e->attn, e->gu, e->act, e->kvs, e->logits, e->inv_freq, e->meta_dev};
+	void *bufs[] = {e->res,	   e->surv,	e->normed, e->qkv,    e->attn,	 e->gu,
+			e->act,	   e->kvs,	e->logits, e->inv_freq, e->meta_dev, e->sp_dev,
+			e->ids_dev};
+	void *host[] = {e->meta_host, e->sp_host, e->ids_host, e->logits_host};
 	for (size_t i = 0; i < SKV_ARRAY_SIZE(bufs); i++)
 		if (bufs[i])
 			e->ops->free(e->be, bufs[i]);
-	free(e->meta_host);
-	free(e->logits_host);
+	for (size_t i = 0; i < SKV_ARRAY_SIZE(host); i++)
+		if (host[i])
+			e->ops->host_free(e->be, host[i]);
 	free(e->layers);
 	free(e->cache);
 	free(e);
@@ -222,14 +228,24 @@ int skv_engine_new(const struct skv_engine_params *p, struct skv_engine **ret, s
 	e->rope.head_dim = d;
 
 	e->meta_len = meta_layout(T, S, e->max_blocks).total;
-	e->meta_host = calloc(e->meta_len, sizeof(int32_t));
-	e->logits_host = calloc((size_t)S * c->vocab, sizeof(float));
-	if (!e->meta_host || !e->logits_host) {
-		r = skv_err_set(err, -ENOMEM, "engine: out of memory");
+	if ((r = balloc(e, (void **)&e->meta_dev, e->meta_len, sizeof(int32_t), "step metadata", err)) < 0 ||
+	    (r = balloc(e, (void **)&e->sp_dev, S, sizeof(struct skv_sample_params), "sampling", err)) < 0 ||
+	    (r = balloc(e, (void **)&e->ids_dev, S, sizeof(int32_t), "sampled ids", err)) < 0)
+		goto fail;
+	if (e->ops->host_alloc(e->be, e->meta_len * sizeof(int32_t), (void **)&e->meta_host) < 0 ||
+	    e->ops->host_alloc(e->be, S * sizeof(struct skv_sample_params), (void **)&e->sp_host) < 0 ||
+	    e->ops->host_alloc(e->be, S * sizeof(int32_t), (void **)&e->ids_host) < 0 ||
+	    (p->keep_logits &&
+	     e->ops->host_alloc(e->be, (size_t)S * c->vocab * sizeof(float), (void **)&e->logits_host) < 0)) {
+		r = skv_err_set(err, -ENOMEM, "engine: cannot allocate host staging buffers");
 		goto fail;
 	}
-	if ((r = balloc(e, (void **)&e->meta_dev, e->meta_len, sizeof(int32_t), "step metadata", err)) < 0)
+	r = e->ops->prepare(e->be, p->max_context, T, c->vocab);
+	if (r < 0) {
+		skv_err_set(err, r, "engine: the %s backend cannot prepare for %u tokens of context", e->ops->name,
+			    p->max_context);
 		goto fail;
+	}
 	*ret = e;
 	return 0;
 fail:
@@ -303,8 +319,8 @@ static void run_layer(struct skv_engine *e, void *res, uint32_t i, uint32_t n, b
 	o->gemm(e->be, res, e->act, w->down, w->down_b, n, H, I, true, false);
 }
 
-int skv_engine_step(struct skv_engine *e, const struct skv_step_seq *seqs, uint32_t n_seqs,
-		    const float **ret_logits, uint32_t *ret_n_out, struct skv_err *err)
+int skv_engine_step(struct skv_engine *e, const struct skv_step_seq *seqs, uint32_t n_seqs, struct skv_step_out *ret,
+		    struct skv_err *err)
 {
 	const struct skv_ops *o = e->ops;
 	const struct skv_model_config *c = &e->cfg;
@@ -316,7 +332,7 @@ int skv_engine_step(struct skv_engine *e, const struct skv_step_seq *seqs, uint3
 	uint32_t T = 0, R = 0, t = 0, max_ctx = 0;
 	int r;
 
-	*ret_n_out = 0;
+	*ret = (struct skv_step_out){0};
 	r = check_step(e, seqs, n_seqs, &T, err);
 	if (r < 0 || T == 0)
 		return r;
@@ -344,6 +360,7 @@ int skv_engine_step(struct skv_engine *e, const struct skv_step_seq *seqs, uint3
 			h[m.surv_pos + R] = ctx - 1;
 			h[m.surv_ctx + R] = ctx;
 			memcpy(h + m.surv_bt + (size_t)R * maxb, q->block_table, q->n_blocks * sizeof(int32_t));
+			e->sp_host[R] = q->sample;
 			R++;
 			h[m.surv_q_start + R] = (int32_t)R;
 		}
@@ -403,17 +420,23 @@ int skv_engine_step(struct skv_engine *e, const struct skv_step_seq *seqs, uint3
 		for (uint32_t i = L; i < N; i++)
 			run_layer(e, e->surv, i, R, false, dev + m.surv_pos, NULL, &surv, L + (i - L) / e->G);
 
-		/* 5. the head */
+		/* 5. the head, and the next token of each survivor */
 		o->rmsnorm(e->be, e->normed, e->surv, e->final_norm, R, H, c->rms_eps);
 		o->gemm(e->be, e->logits, e->normed, e->lm_head, NULL, R, V, H, false, true);
-		r = o->download(e->be, e->logits_host, e->logits, (size_t)R * V * sizeof(float));
-		if (r < 0)
+		if ((r = o->upload(e->be, e->sp_dev, e->sp_host, R * sizeof(*e->sp_host))) < 0)
+			return skv_err_set(err, r, "engine: cannot upload sampling parameters");
+		o->sample(e->be, e->ids_dev, e->logits, e->sp_dev, R, V);
+		if ((r = o->download(e->be, e->ids_host, e->ids_dev, R * sizeof(int32_t))) < 0)
+			return skv_err_set(err, r, "engine: cannot read the sampled tokens back");
+		if (e->p.keep_logits &&
+		    (r = o->download(e->be, e->logits_host, e->logits, (size_t)R * V * sizeof(float))) < 0)
 			return skv_err_set(err, r, "engine: cannot read the logits back");
 	}
 	r = o->sync(e->be);
 	if (r < 0)
 		return skv_err_set(err, r, "engine: the %s backend failed during the step", o->name);
-	*ret_logits = e->logits_host;
-	*ret_n_out = R;
+	ret->n = R;
+	ret->ids = e->ids_host;
+	ret->logits = e->p.keep_logits ? e->logits_host : NULL;
 	return 0;
 }

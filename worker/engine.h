@@ -10,6 +10,7 @@
 
 #include "image.h"
 #include "ops.h"
+#include "sample.h"
 #include "skv-base.h"
 
 struct skv_engine;
@@ -24,6 +25,7 @@ struct skv_engine_params {
 	uint32_t max_batch_tokens;	     /* tokens per step */
 	uint32_t max_seqs;		     /* sequences per step */
 	uint32_t max_context;		     /* positions per sequence */
+	bool keep_logits;		     /* copy every step's logits to the host (tests, --logits-out) */
 };
 
 /* One sequence's share of a step: n_tokens tokens starting at position start_pos (the tokens
@@ -37,6 +39,16 @@ struct skv_step_seq {
 	const int32_t *block_table; /* [n_blocks] */
 	uint32_t n_blocks;
 	bool want_logits;
+	struct skv_sample_params sample; /* how to choose the next token (want_logits only) */
+};
+
+/* What a step produced: one sampled token per sequence with want_logits, in the order given,
+ * and (keep_logits only) the fp32 logits [n, vocab] they were sampled from. Valid until the
+ * next step. */
+struct skv_step_out {
+	uint32_t n;
+	const int32_t *ids;
+	const float *logits;
 };
 
 /* Bytes of KV arena for this image: cache_layers * 2 (K, V) * num_blocks * block_size *
@@ -47,9 +59,8 @@ size_t skv_engine_kv_bytes(const struct skv_image_header *h, enum skv_dtype kv_d
 int skv_engine_new(const struct skv_engine_params *p, struct skv_engine **ret, struct skv_err *err);
 void skv_engine_free(struct skv_engine *e);
 
-/* Runs one step. On success *ret_logits points to host fp32 logits [n_out, vocab], one row per
- * sequence with want_logits in the order given, valid until the next step. */
-int skv_engine_step(struct skv_engine *e, const struct skv_step_seq *seqs, uint32_t n_seqs,
-		    const float **ret_logits, uint32_t *ret_n_out, struct skv_err *err);
+/* Runs one step: the forward, then sampling on the backend. */
+int skv_engine_step(struct skv_engine *e, const struct skv_step_seq *seqs, uint32_t n_seqs, struct skv_step_out *ret,
+		    struct skv_err *err);
 
 const struct skv_model_config *skv_engine_config(const struct skv_engine *e);

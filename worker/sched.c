@@ -37,12 +37,23 @@ struct skv_sched {
 	int32_t *free_blocks; /* stack */
 	uint32_t n_free;
 	struct list waiting, running;
-	struct skv_sampler *sampler;
 	/* step plan, sized max_seqs */
 	struct seq **plan;
 	struct skv_step_seq *steps;
 	uint64_t preemptions, steps_run, tokens_scheduled;
 };
+
+int skv_sample_params_check(const struct skv_sample_params *sp, struct skv_err *err)
+{
+	if (!(sp->temperature >= 0.0f && sp->temperature <= SKV_MAX_TEMPERATURE))
+		return skv_err_set(err, -EINVAL, "temperature %g is outside [0, %g]", sp->temperature,
+				   SKV_MAX_TEMPERATURE);
+	if (!(sp->top_p > 0.0f && sp->top_p <= 1.0f))
+		return skv_err_set(err, -EINVAL, "top_p %g is outside (0, 1]", sp->top_p);
+	if (sp->top_k > SKV_MAX_TOP_K)
+		return skv_err_set(err, -EINVAL, "top_k %u is over the limit of %u", sp->top_k, SKV_MAX_TOP_K);
+	return 0;
+}
 
 const char *skv_finish_name(enum skv_finish f)
 {
@@ -132,7 +143,7 @@ int skv_sched_new(const struct skv_sched_params *p, const struct skv_model_confi
 	s->free_blocks = calloc(p->num_blocks, sizeof(*s->free_blocks));
 	s->plan = calloc(p->max_seqs, sizeof(*s->plan));
 	s->steps = calloc(p->max_seqs, sizeof(*s->steps));
-	if (!s->free_blocks || !s->plan || !s->steps || skv_sampler_new(cfg->vocab, &s->sampler) < 0) {
+	if (!s->free_blocks || !s->plan || !s->steps) {
 		skv_sched_free(s);
 		return skv_err_set(err, -ENOMEM, "scheduler: out of memory");
 	}
@@ -154,7 +165,6 @@ void skv_sched_free(struct skv_sched *s)
 			list_remove(l, q);
 			seq_free(q);
 		}
-	skv_sampler_free(s->sampler);
 	free(s->free_blocks);
 	free(s->plan);
 	free(s->steps);
@@ -195,7 +205,7 @@ int skv_sched_add(struct skv_sched *s, uint64_t id, const int32_t *prompt, uint3
 		if (prompt[i] < 0 || (uint32_t)prompt[i] >= s->cfg.vocab)
 			return skv_err_set(err, -EINVAL, "prompt token %u is %d, outside the vocabulary [0, %u)", i,
 					   prompt[i], s->cfg.vocab);
-	r = skv_sampling_check(&sp->sampling, err);
+	r = skv_sample_params_check(&sp->sampling, err);
 	if (r < 0)
 		return r;
 	if (find(s, id))
@@ -368,12 +378,13 @@ restart:
 			.block_table = q->blocks,
 			.n_blocks = q->n_blocks,
 			.want_logits = q->n_computed + q->chunk == q->n_total,
+			.sample = q->p.sampling,
 		};
+		s->steps[i].sample.step = q->n_generated;
 		T += q->chunk;
 	}
-	const float *logits;
-	uint32_t n_out;
-	r = skv_engine_step(e, s->steps, n_plan, &logits, &n_out, err);
+	struct skv_step_out out;
+	r = skv_engine_step(e, s->steps, n_plan, &out, err);
 	if (r < 0)
 		return r;
 	s->steps_run++;
@@ -387,8 +398,8 @@ restart:
 		q->n_computed += q->chunk;
 		if (!s->steps[i].want_logits)
 			continue;
-		const float *lr = logits + (size_t)row++ * V;
-		int32_t tok = skv_sample(s->sampler, lr, &q->p.sampling, q->n_generated);
+		const float *lr = out.logits ? out.logits + (size_t)row * V : NULL;
+		int32_t tok = out.ids[row++];
 		q->tokens[q->n_total++] = tok;
 		q->n_generated++;
 		enum skv_finish f = SKV_FINISH_NONE;
@@ -411,7 +422,6 @@ restart:
 		if (cb)
 			cb(userdata, &ev);
 	}
-	(void)n_out;
 	return (int)T;
 }
 

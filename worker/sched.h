@@ -15,7 +15,7 @@
 
 #include "engine.h"
 #include "model-config.h"
-#include "sampler.h"
+#include "sample.h"
 #include "skv-base.h"
 
 struct skv_sched;
@@ -31,8 +31,11 @@ struct skv_sched_params {
 struct skv_seq_params {
 	uint32_t max_tokens; /* new tokens, at least 1 */
 	bool ignore_eos;     /* keep going past end-of-sequence ids */
-	struct skv_sampling sampling;
+	struct skv_sample_params sampling; /* its step field is the scheduler's to set */
 };
+
+/* Checks sampling ranges; -EINVAL with err naming the field and the range. */
+int skv_sample_params_check(const struct skv_sample_params *sp, struct skv_err *err);
 
 enum skv_finish {
 	SKV_FINISH_NONE = 0,
@@ -44,7 +47,8 @@ enum skv_finish {
 const char *skv_finish_name(enum skv_finish f);
 
 /* What happened to one request in a step. token >= 0 when a token was generated (logits then
- * points at the row it was sampled from, valid during the callback only). finish != NONE when
+ * points at the row it was sampled from when the engine keeps logits, else NULL; valid during the
+ * callback only). finish != NONE when
  * the request ended; its blocks are already free. */
 struct skv_sched_event {
 	uint64_t id;

@@ -50,12 +50,39 @@ int skv_cpu_scratch_reserve(struct skv_cpu_backend *cb, size_t ctx)
 	return 0;
 }
 
+int skv_cpu_sample_reserve(struct skv_cpu_backend *cb, uint32_t vocab)
+{
+	if (vocab <= cb->sample_cap)
+		return 0;
+	int32_t *i = realloc(cb->sample_idx, vocab * sizeof(*i));
+	if (!i)
+		return -ENOMEM;
+	cb->sample_idx = i;
+	double *p = realloc(cb->sample_p, vocab * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	cb->sample_p = p;
+	cb->sample_cap = vocab;
+	return 0;
+}
+
+int skv_cpu_prepare(struct skv_backend *be, uint32_t max_context, uint32_t max_rows, uint32_t vocab)
+{
+	struct skv_cpu_backend *cb = (struct skv_cpu_backend *)be;
+	(void)max_rows;
+	if (skv_cpu_scratch_reserve(cb, max_context) < 0 || skv_cpu_sample_reserve(cb, vocab) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 void skv_cpu_destroy(struct skv_backend *be)
 {
 	struct skv_cpu_backend *cb = (struct skv_cpu_backend *)be;
 	if (!cb)
 		return;
 	free(cb->scratch);
+	free(cb->sample_idx);
+	free(cb->sample_p);
 	free(cb);
 }
 

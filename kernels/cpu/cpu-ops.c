@@ -179,7 +179,10 @@ const struct skv_ops skv_cpu_ops = {
 	.free = skv_cpu_free,
 	.upload = skv_cpu_copy,
 	.download = skv_cpu_copy,
+	.host_alloc = skv_cpu_alloc,
+	.host_free = skv_cpu_free,
 	.sync = skv_cpu_sync,
+	.prepare = skv_cpu_prepare,
 	.embed = cpu_embed,
 	.rmsnorm = cpu_rmsnorm,
 	.gemm = cpu_gemm,
@@ -188,4 +191,5 @@ const struct skv_ops skv_cpu_ops = {
 	.attention = cpu_attention,
 	.silu_mul = cpu_silu_mul,
 	.gather_rows = cpu_gather_rows,
+	.sample = skv_cpu_sample,
 };
