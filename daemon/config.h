@@ -1,0 +1,73 @@
+/* config.h: skvd's configuration, read from an INI file (/etc/swiftkv/skvd.ini) with inih.
+ *
+ * Every key is documented in etc/skvd.ini and skvd.ini(5). A file is accepted only whole:
+ * a syntax error, an unknown section or key, a value out of range or a value inih may have
+ * truncated (Debian's inih cuts long lines) rejects it with a message naming the file, the line
+ * and the key. Reload parses into a fresh struct and swaps only on success, so a bad file never
+ * touches the running configuration.
+ */
+#pragma once
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "skv-base.h"
+
+enum skvd_backend { SKVD_BACKEND_AUTO = 0, SKVD_BACKEND_CPU = 1, SKVD_BACKEND_CUDA = 2 };
+
+#define SKVD_MAX_DEVICES 16
+#define SKVD_PATH_MAX 192 /* what Debian's inih keeps of a value */
+
+struct skvd_config {
+	/* [model] */
+	char model_path[SKVD_PATH_MAX]; /* path: a Hugging Face model directory */
+	int swiftkv;			/* swiftkv = on | off | auto (-1: on for llama_swiftkv) */
+	char model_name[64];		/* name: reported to clients (default: the directory's name) */
+
+	/* [engine] */
+	enum skvd_backend backend;	      /* backend = auto | cpu | cuda */
+	int devices[SKVD_MAX_DEVICES];	      /* devices = all | 0,1,... (CUDA) */
+	uint32_t n_devices;		      /* 0 with devices = all */
+	uint32_t replicas;		      /* replicas (CPU backend) */
+	uint32_t threads;		      /* threads per CPU replica, 0 = cores / replicas */
+	uint32_t max_batch_tokens;	      /* token budget per step */
+	uint32_t max_seqs;		      /* sequences per replica */
+	uint32_t max_context;		      /* positions per sequence, 0 = the model's */
+	uint64_t kv_bytes;		      /* kv_cache_bytes: arena per replica, 0 = kv_cache_fraction */
+	double kv_fraction;		      /* kv_cache_fraction of free device memory (CUDA) */
+	uint32_t block_size;		      /* tokens per KV block */
+
+	/* [server] */
+	char socket[108];	     /* client socket path (when not socket-activated) */
+	char admin_socket[108];	     /* admin socket path */
+	char allow_group[64];	     /* allow_group: clients must be in it ("" = anyone who can connect) */
+	char admin_group[64];	     /* admin_group: skvctl users ("" = root only) */
+	uint32_t max_clients;
+	uint32_t max_in_flight;	     /* requests per client session */
+	uint32_t queue_requests;     /* queued + running requests per replica */
+	uint64_t queue_prompt_tokens; /* prompt tokens of those */
+
+	/* [limits] */
+	uint32_t max_prompt_tokens;
+	uint32_t max_new_tokens;
+	uint32_t default_max_tokens;
+	uint32_t max_request_bytes;
+	uint32_t request_timeout_ms; /* 0 = none */
+	uint32_t max_stop;	     /* stop strings per request */
+	uint32_t max_stop_bytes;
+
+	/* [supervisor] */
+	uint32_t heartbeat_timeout_ms;
+	uint32_t restart_backoff_ms;	 /* first restart delay, doubled per quick failure */
+	uint32_t restart_backoff_max_ms;
+	uint32_t drain_timeout_ms;
+};
+
+/* Fills c with the defaults documented in etc/skvd.ini. */
+void skvd_config_defaults(struct skvd_config *c);
+
+/* Parses path into ret (defaults first, then the file). Returns 0, or a negative errno with err
+ * naming "FILE:LINE: key: what is wrong". ret is untouched on failure. */
+int skvd_config_load(const char *path, struct skvd_config *ret, struct skv_err *err);
+
+const char *skvd_backend_name(enum skvd_backend b);

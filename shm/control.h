@@ -1,0 +1,128 @@
+/* control.h: the control segment of one replica, shared by skvd and that replica's worker.
+ *
+ * One memfd per replica, created and sized by skvd, mapped by the worker it spawns:
+ *   header | worker status | request ring (skvd -> worker) | event ring (worker -> skvd) | token pool
+ * Each field has one writer: skvd writes the header, the request records and their prompt
+ * tokens in the pool; the worker writes its status block and the event records. Both check the
+ * peer's ring indices like any untrusted peer (ring.h): a worker that corrupts them is killed
+ * and replaced. The segment holds no state that matters past a worker's death: skvd keeps its
+ * own copy of every request and re-initialises the rings before it spawns the next worker.
+ */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "ring.h"
+
+#define SKV_CTL_MAGIC 0x52564b53u /* "SKVR" */
+#define SKV_CTL_VERSION 1u
+
+enum skv_worker_state {
+	SKV_WORKER_STARTING = 0, /* mapping, building its engine */
+	SKV_WORKER_READY = 1,	 /* serving */
+	SKV_WORKER_FAILED = 2,	 /* hit an error it cannot recover from; exits */
+};
+
+/* Written by the worker only (skvd reads; every value is advisory except heartbeat_ns). */
+struct skv_worker_status {
+	_Atomic uint32_t state;	     /* enum skv_worker_state */
+	_Atomic uint32_t generation; /* echo of the header's generation once attached */
+	_Atomic uint64_t heartbeat_ns; /* CLOCK_MONOTONIC, at least every 100 ms while alive */
+	_Atomic uint64_t steps;
+	_Atomic uint64_t prompt_tokens; /* prefilled since start */
+	_Atomic uint64_t gen_tokens;	/* generated since start */
+	_Atomic uint64_t preemptions;
+	_Atomic uint32_t running;
+	_Atomic uint32_t waiting;
+	_Atomic uint32_t kv_free_blocks;
+	_Atomic uint32_t kv_total_blocks;
+	_Atomic uint64_t busy_ns; /* time spent in steps */
+	char error[128];	  /* why, when FAILED */
+	uint8_t pad[56];
+};
+_Static_assert(sizeof(struct skv_worker_status) == 256, "worker status is pinned");
+
+enum skv_ctl_req_type {
+	SKV_CTL_ADD = 1,    /* a request: prompt tokens in the pool */
+	SKV_CTL_CANCEL = 2, /* end request id now (its blocks are freed within a step) */
+};
+
+struct skv_ctl_req {
+	uint16_t type;	/* enum skv_ctl_req_type */
+	uint16_t flags; /* SKV_CTL_IGNORE_EOS */
+	uint32_t n_prompt;
+	uint64_t id; /* skvd's request id */
+	uint32_t pool_offset; /* first prompt token in the pool (tokens, not bytes) */
+	uint32_t max_tokens;
+	float temperature;
+	float top_p;
+	uint32_t top_k;
+	uint32_t reserved0;
+	uint64_t seed;
+	uint8_t reserved[16];
+};
+_Static_assert(sizeof(struct skv_ctl_req) == 64, "control request is pinned");
+
+#define SKV_CTL_IGNORE_EOS 1u
+
+enum skv_ctl_finish {
+	SKV_CTL_FINISH_NONE = 0,
+	SKV_CTL_FINISH_STOP = 1,
+	SKV_CTL_FINISH_LENGTH = 2,
+	SKV_CTL_FINISH_CANCELLED = 3,
+	SKV_CTL_FINISH_ERROR = 4, /* the worker refused or failed the request: error is -errno */
+};
+
+struct skv_ctl_evt {
+	uint64_t id;
+	int32_t token;	      /* -1: none */
+	uint32_t n_generated; /* tokens generated so far, this one included */
+	uint16_t finish;      /* enum skv_ctl_finish */
+	uint16_t flags;	      /* SKV_CTL_EVT_FIRST_SCHEDULED */
+	int32_t error;
+	uint64_t reserved;
+};
+_Static_assert(sizeof(struct skv_ctl_evt) == 32, "control event is pinned");
+
+struct skv_ctl_header {
+	uint32_t magic; /* SKV_CTL_MAGIC */
+	uint32_t version;
+	uint32_t header_size;
+	uint32_t replica;
+	uint64_t total_size;
+	uint32_t generation; /* bumped by skvd for every worker it spawns */
+	uint32_t req_capacity;
+	uint32_t evt_capacity;
+	uint32_t pool_tokens;
+	uint32_t status_offset;
+	uint32_t req_idx_offset;
+	uint32_t req_offset;
+	uint32_t evt_idx_offset;
+	uint32_t evt_offset;
+	uint32_t pool_offset; /* bytes, of the int32 token pool */
+	uint8_t reserved[192];
+};
+_Static_assert(sizeof(struct skv_ctl_header) == 256, "control header is pinned");
+
+/* A segment's layout for the given capacities (offsets 128-byte aligned); fills header. */
+void skv_ctl_layout(struct skv_ctl_header *h, uint32_t replica, uint32_t req_capacity, uint32_t evt_capacity,
+		    uint32_t pool_tokens);
+
+/* Checks a mapped segment's header (size bytes) before use; -EPROTO naming what is wrong. */
+int skv_ctl_check(const struct skv_ctl_header *h, size_t size, struct skv_err *err);
+
+/* Parts of a mapped segment, located through a private, checked copy of its header (never
+ * through the shared one, which the peer could rewrite). */
+static inline struct skv_worker_status *skv_ctl_status(void *seg, const struct skv_ctl_header *h)
+{
+	return (struct skv_worker_status *)((char *)seg + h->status_offset);
+}
+
+/* Attaches the request ring (producer: skvd) or the event ring (producer: worker). */
+void skv_ctl_req_ring(void *seg, const struct skv_ctl_header *h, bool producer, struct skv_ring *ret);
+void skv_ctl_evt_ring(void *seg, const struct skv_ctl_header *h, bool producer, struct skv_ring *ret);
+static inline int32_t *skv_ctl_pool(void *seg, const struct skv_ctl_header *h)
+{
+	return (int32_t *)((char *)seg + h->pool_offset);
+}
