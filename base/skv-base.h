@@ -89,6 +89,18 @@ static inline bool skv_add_size(size_t a, size_t b, size_t *ret)
 	return true;
 }
 
+/* Copies src into dst[size] (size > 0), truncating, always NUL-terminated; returns dst. */
+static inline char *skv_strscpy(char *dst, const char *src, size_t size)
+{
+	size_t n = 0;
+	while (n + 1 < size && src[n])
+		n++;
+	for (size_t i = 0; i < n; i++)
+		dst[i] = src[i];
+	dst[n] = '\0';
+	return dst;
+}
+
 /* Monotonic clock in nanoseconds (one unit for all durations inside the process). */
 uint64_t skv_now_ns(void);
 

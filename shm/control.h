@@ -85,6 +85,21 @@ struct skv_ctl_evt {
 };
 _Static_assert(sizeof(struct skv_ctl_evt) == 32, "control event is pinned");
 
+/* How the worker must build its engine (written by skvd, checked by the worker). */
+struct skv_ctl_engine {
+	uint32_t backend; /* 1 cpu, 2 cuda */
+	int32_t device;	  /* CUDA device index */
+	uint32_t threads; /* CPU threads, 0 = every core */
+	uint32_t block_size;
+	uint32_t num_blocks;
+	uint32_t max_batch_tokens;
+	uint32_t max_seqs;
+	uint32_t max_context;
+	uint64_t kv_bytes; /* size of the KV arena region */
+	uint64_t weights_bytes; /* size of the weights image region */
+};
+_Static_assert(sizeof(struct skv_ctl_engine) == 48, "engine parameters are pinned");
+
 struct skv_ctl_header {
 	uint32_t magic; /* SKV_CTL_MAGIC */
 	uint32_t version;
@@ -101,7 +116,8 @@ struct skv_ctl_header {
 	uint32_t evt_idx_offset;
 	uint32_t evt_offset;
 	uint32_t pool_offset; /* bytes, of the int32 token pool */
-	uint8_t reserved[192];
+	struct skv_ctl_engine engine;
+	uint8_t reserved[144];
 };
 _Static_assert(sizeof(struct skv_ctl_header) == 256, "control header is pinned");
 

@@ -119,6 +119,10 @@ struct skv_wire_message {
 	uint32_t len;
 };
 
+/* Ranges of the sampling fields (the engine's own limits are the same). */
+#define SKV_WIRE_MAX_TEMPERATURE 100.0f
+#define SKV_WIRE_MAX_TOP_K 1000000u
+
 enum skv_req_flags {
 	SKV_REQ_TEMPERATURE = 1u << 0, /* these four say the field is set; else the model's default */
 	SKV_REQ_TOP_P = 1u << 1,

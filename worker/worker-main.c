@@ -1,0 +1,316 @@
+/* skv-worker: one replica's engine, spawned and watched by skvd.
+ *
+ *   skv-worker --ctl-fd N --weights-fd N --kv-fd N --req-efd N --evt-efd N --ppid PID
+ *
+ * It maps the regions skvd owns (the sealed weights image, the KV arena, the control segment),
+ * builds its engine and scheduler, and loops: take requests from the request ring, run a step,
+ * push token events into the event ring, ring skvd's doorbell, beat its heart. It holds nothing
+ * that matters past its own death: skvd re-runs or fails its requests and starts another worker,
+ * which maps the same resident weights. Errors it cannot recover from (a backend failure, a
+ * corrupt segment) are logged, written to its status block, and end the process: a restart is
+ * the recovery (style rule 9). It dies with skvd (PR_SET_PDEATHSIG).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "engine.h"
+#include "image.h"
+#include "memfd.h"
+#include "ops.h"
+#include "sched.h"
+#include "wire.h"
+
+_Static_assert(SKV_WIRE_MAX_TOP_K == SKV_MAX_TOP_K && SKV_WIRE_MAX_TEMPERATURE == SKV_MAX_TEMPERATURE,
+	       "skvd checks requests against the limits the engine enforces");
+
+static volatile sig_atomic_t stop_requested;
+static void on_term(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+struct worker {
+	uint32_t replica;
+	void *seg;
+	struct skv_ctl_header hdr; /* private, checked copy */
+	struct skv_worker_status *st;
+	struct skv_ring req, evt;
+	int req_efd, evt_efd;
+	uint32_t pushed; /* events since the last doorbell */
+	struct skv_sched *sched;
+	struct skv_engine *engine;
+	struct skv_backend *be;
+};
+
+#define wlog(w, prio, fmt, ...) fprintf(stderr, "<%d>worker %u | " fmt "\n", prio, (w)->replica, ##__VA_ARGS__)
+
+static void heartbeat(struct worker *w)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	atomic_store_explicit(&w->st->heartbeat_ns, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec,
+			      memory_order_relaxed);
+}
+
+static void publish_stats(struct worker *w)
+{
+	struct skv_sched_stats s;
+	skv_sched_get_stats(w->sched, &s);
+	atomic_store_explicit(&w->st->running, s.running, memory_order_relaxed);
+	atomic_store_explicit(&w->st->waiting, s.waiting, memory_order_relaxed);
+	atomic_store_explicit(&w->st->kv_free_blocks, s.free_blocks, memory_order_relaxed);
+	atomic_store_explicit(&w->st->kv_total_blocks, s.num_blocks, memory_order_relaxed);
+	atomic_store_explicit(&w->st->preemptions, s.preemptions, memory_order_relaxed);
+	atomic_store_explicit(&w->st->steps, s.steps, memory_order_relaxed);
+	heartbeat(w);
+}
+
+static void doorbell(int efd)
+{
+	uint64_t one = 1;
+	ssize_t n = write(efd, &one, sizeof(one));
+	(void)n; /* a full counter means a wake-up is already pending */
+}
+
+/* Pushes one event; the loop guarantees room before each step, so a full ring here means skvd
+ * broke the protocol. */
+static void push_event(struct worker *w, const struct skv_ctl_evt *ev)
+{
+	while (skv_ring_push(&w->evt, ev) == -EAGAIN) {
+		doorbell(w->evt_efd);
+		heartbeat(w);
+		usleep(200);
+	}
+	w->pushed++;
+}
+
+static void on_event(void *userdata, const struct skv_sched_event *ev)
+{
+	struct worker *w = userdata;
+	struct skv_ctl_evt e = {
+		.id = ev->id,
+		.token = ev->token,
+		.n_generated = ev->n_generated,
+		.finish = ev->finish == SKV_FINISH_NONE	    ? SKV_CTL_FINISH_NONE
+			  : ev->finish == SKV_FINISH_STOP   ? SKV_CTL_FINISH_STOP
+			  : ev->finish == SKV_FINISH_LENGTH ? SKV_CTL_FINISH_LENGTH
+							    : SKV_CTL_FINISH_CANCELLED,
+	};
+	if (ev->token >= 0)
+		atomic_fetch_add_explicit(&w->st->gen_tokens, 1, memory_order_relaxed);
+	push_event(w, &e);
+}
+
+/* Takes every request waiting in the ring. A malformed record is skvd's bug or corruption: the
+ * worker fails rather than guessing. */
+static int take_requests(struct worker *w)
+{
+	int n = skv_ring_avail(&w->req);
+	if (n < 0) {
+		wlog(w, 3, "request ring indices are corrupt");
+		return -EPROTO;
+	}
+	for (int i = 0; i < n; i++) {
+		struct skv_ctl_req r;
+		struct skv_err err = {0};
+		skv_ring_pop(&w->req, &r);
+		if (r.type == SKV_CTL_CANCEL) {
+			(void)skv_sched_cancel(w->sched, r.id); /* may have finished already */
+			continue;
+		}
+		if (r.type != SKV_CTL_ADD || r.pool_offset > w->hdr.pool_tokens ||
+		    r.n_prompt > w->hdr.pool_tokens - r.pool_offset) {
+			wlog(w, 3, "malformed request record (type %u, %u tokens at %u)", r.type, r.n_prompt,
+			     r.pool_offset);
+			return -EPROTO;
+		}
+		struct skv_seq_params sp = {
+			.max_tokens = r.max_tokens,
+			.ignore_eos = r.flags & SKV_CTL_IGNORE_EOS,
+			.sampling = {.temperature = r.temperature, .top_p = r.top_p, .top_k = r.top_k, .seed = r.seed},
+		};
+		int rc = skv_sched_add(w->sched, r.id, skv_ctl_pool(w->seg, &w->hdr) + r.pool_offset, r.n_prompt, &sp,
+				       &err);
+		if (rc < 0) {
+			/* skvd checks every limit first; say why anyway and carry on */
+			wlog(w, 4, "req %llu | refused: %s", (unsigned long long)r.id, err.msg);
+			struct skv_ctl_evt e = {.id = r.id, .token = -1, .finish = SKV_CTL_FINISH_ERROR, .error = rc};
+			push_event(w, &e);
+		} else {
+			atomic_fetch_add_explicit(&w->st->prompt_tokens, r.n_prompt, memory_order_relaxed);
+		}
+	}
+	return 0;
+}
+
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"ctl-fd", required_argument, NULL, 'c'},   {"weights-fd", required_argument, NULL, 'w'},
+		{"kv-fd", required_argument, NULL, 'k'},    {"req-efd", required_argument, NULL, 'r'},
+		{"evt-efd", required_argument, NULL, 'e'},  {"ppid", required_argument, NULL, 'p'},
+		{0},
+	};
+	int64_t ctl_fd = -1, weights_fd = -1, kv_fd = -1, req_efd = -1, evt_efd = -1, ppid = -1;
+	struct worker w = {0};
+	struct skv_err err = {0};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		int64_t *dst = c == 'c' ? &ctl_fd : c == 'w' ? &weights_fd : c == 'k' ? &kv_fd : c == 'r' ? &req_efd : c == 'e' ? &evt_efd : c == 'p' ? &ppid : NULL;
+		if (!dst || skv_parse_i64(optarg, 0, INT32_MAX, dst) < 0) {
+			fprintf(stderr, "skv-worker: started by skvd only (bad arguments)\n");
+			return 2;
+		}
+	}
+	if (ctl_fd < 0 || weights_fd < 0 || kv_fd < 0 || req_efd < 0 || evt_efd < 0 || ppid < 0) {
+		fprintf(stderr, "skv-worker: started by skvd only (missing arguments)\n");
+		return 2;
+	}
+	/* Die with skvd; and if it is already gone, do not start. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != (pid_t)ppid)
+		return 1;
+	signal(SIGTERM, on_term);
+	signal(SIGPIPE, SIG_IGN);
+
+	/* the control segment: size from the fd, header checked, then copied */
+	size_t ctl_size;
+	if (skv_memfd_check((int)ctl_fd, 0, SKV_SEALS_SIZE, &ctl_size, &err) < 0 ||
+	    skv_memfd_map((int)ctl_fd, ctl_size, true, &w.seg, &err) < 0) {
+		fprintf(stderr, "<3>skv-worker: %s\n", err.msg);
+		return 1;
+	}
+	memcpy(&w.hdr, w.seg, sizeof(w.hdr));
+	if (skv_ctl_check(&w.hdr, ctl_size, &err) < 0) {
+		fprintf(stderr, "<3>skv-worker: %s\n", err.msg);
+		return 1;
+	}
+	w.replica = w.hdr.replica;
+	w.st = skv_ctl_status(w.seg, &w.hdr);
+	w.req_efd = (int)req_efd;
+	w.evt_efd = (int)evt_efd;
+	skv_ctl_req_ring(w.seg, &w.hdr, false, &w.req);
+	skv_ctl_evt_ring(w.seg, &w.hdr, true, &w.evt);
+	atomic_store(&w.st->state, SKV_WORKER_STARTING);
+	heartbeat(&w);
+
+	int rc = 1;
+	const struct skv_ctl_engine *ep = &w.hdr.engine;
+	void *weights = NULL, *kv = NULL;
+	const struct skv_image_header *img = NULL;
+	if (skv_memfd_check((int)weights_fd, ep->weights_bytes, SKV_SEALS_READONLY, NULL, &err) < 0 ||
+	    skv_memfd_map((int)weights_fd, ep->weights_bytes, false, &weights, &err) < 0 ||
+	    skv_image_check(weights, ep->weights_bytes, &img, &err) < 0 ||
+	    skv_memfd_check((int)kv_fd, ep->kv_bytes, SKV_SEALS_SIZE, NULL, &err) < 0 ||
+	    skv_memfd_map((int)kv_fd, ep->kv_bytes, true, &kv, &err) < 0)
+		goto fail;
+	if (ep->backend == 2)
+		rc = skv_backend_cuda_new(ep->device, &w.be, &err);
+	else
+		rc = skv_backend_cpu_new(ep->threads, &w.be, &err);
+	if (rc < 0)
+		goto fail;
+	struct skv_engine_params eparams = {
+		.be = w.be,
+		.image = img,
+		.weights = (const char *)weights + img->data_offset,
+		.kv_arena = kv,
+		.num_blocks = ep->num_blocks,
+		.block_size = ep->block_size,
+		.max_batch_tokens = ep->max_batch_tokens,
+		.max_seqs = ep->max_seqs,
+		.max_context = ep->max_context,
+	};
+	if (skv_engine_kv_bytes(img, w.be->ops->kv_dtype, ep->num_blocks, ep->block_size) > ep->kv_bytes) {
+		rc = skv_err_set(&err, -EPROTO, "the KV arena region (%llu bytes) is too small for %u blocks",
+				 (unsigned long long)ep->kv_bytes, ep->num_blocks);
+		goto fail;
+	}
+	struct skv_sched_params sparams = {
+		.num_blocks = ep->num_blocks,
+		.block_size = ep->block_size,
+		.max_batch_tokens = ep->max_batch_tokens,
+		.max_seqs = ep->max_seqs,
+		.max_context = ep->max_context,
+	};
+	if ((rc = skv_engine_new(&eparams, &w.engine, &err)) < 0 ||
+	    (rc = skv_sched_new(&sparams, &img->config, &w.sched, &err)) < 0)
+		goto fail;
+
+	atomic_store(&w.st->generation, w.hdr.generation);
+	publish_stats(&w);
+	atomic_store_explicit(&w.st->state, SKV_WORKER_READY, memory_order_release);
+	doorbell(w.evt_efd);
+	wlog(&w, 6, "ready: %u KV blocks of %u tokens, %s backend", ep->num_blocks, ep->block_size, w.be->ops->name);
+
+	while (!stop_requested) {
+		if (take_requests(&w) < 0) {
+			rc = skv_err_set(&err, -EPROTO, "request ring corrupt");
+			goto fail;
+		}
+		if (skv_sched_idle(w.sched)) {
+			publish_stats(&w);
+			if (w.pushed) {
+				doorbell(w.evt_efd);
+				w.pushed = 0;
+			}
+			struct pollfd pfd = {.fd = w.req_efd, .events = POLLIN};
+			if (poll(&pfd, 1, 100) > 0) {
+				uint64_t v;
+				ssize_t n = read(w.req_efd, &v, sizeof(v));
+				(void)n;
+			}
+			continue;
+		}
+		/* room for every event a step can make: one per sequence, plus cancellations */
+		for (;;) {
+			int space = skv_ring_space(&w.evt);
+			if (space < 0) {
+				rc = skv_err_set(&err, -EPROTO, "event ring corrupt");
+				goto fail;
+			}
+			if ((uint32_t)space >= 2 * ep->max_seqs || stop_requested)
+				break;
+			doorbell(w.evt_efd);
+			heartbeat(&w);
+			usleep(500);
+		}
+		uint64_t t0 = skv_now_ns();
+		rc = skv_sched_step(w.sched, w.engine, on_event, &w, &err);
+		if (rc < 0)
+			goto fail;
+		atomic_fetch_add_explicit(&w.st->busy_ns, skv_now_ns() - t0, memory_order_relaxed);
+		publish_stats(&w);
+		if (w.pushed) {
+			doorbell(w.evt_efd);
+			w.pushed = 0;
+		}
+	}
+	wlog(&w, 6, "stopping");
+	rc = 0;
+	goto out;
+fail:
+	wlog(&w, 3, "%s", err.msg[0] ? err.msg : "failed");
+	skv_strscpy(w.st->error, err.msg, sizeof(w.st->error));
+	atomic_store(&w.st->state, SKV_WORKER_FAILED);
+	doorbell(w.evt_efd);
+	rc = 1;
+out:
+	skv_sched_free(w.sched);
+	skv_engine_free(w.engine);
+	if (w.be)
+		w.be->ops->destroy(w.be);
+	return rc;
+}
