@@ -182,7 +182,6 @@ static int write_configs(const char *dir, const struct preset *p, uint32_t L, ui
 	json_object_object_add(c, "head_dim", json_object_new_int((int)p->head_dim));
 	json_object_object_add(c, "hidden_act", json_object_new_string("silu"));
 	json_object_object_add(c, "hidden_size", json_object_new_int((int)p->hidden));
-	json_object_object_add(c, "initializer_range", json_object_new_double(0.02));
 	json_object_object_add(c, "intermediate_size", json_object_new_int((int)p->inter));
 	if (swiftkv) {
 		json_object_object_add(c, "key_value_group_size", json_object_new_int((int)G));
@@ -195,7 +194,9 @@ static int write_configs(const char *dir, const struct preset *p, uint32_t L, ui
 	json_object_object_add(c, "num_hidden_layers", json_object_new_int((int)p->layers));
 	json_object_object_add(c, "num_key_value_heads", json_object_new_int((int)p->kv_heads));
 	json_object_object_add(c, "pretraining_tp", json_object_new_int(1));
-	json_object_object_add(c, "rms_norm_eps", json_object_new_double(p->eps));
+	char eps[32];
+	snprintf(eps, sizeof(eps), "%g", (double)p->eps); /* "1e-05", not the float's double expansion */
+	json_object_object_add(c, "rms_norm_eps", json_object_new_double_s(p->eps, eps));
 	json_object_object_add(rs, "factor", json_object_new_double(8.0));
 	json_object_object_add(rs, "high_freq_factor", json_object_new_double(4.0));
 	json_object_object_add(rs, "low_freq_factor", json_object_new_double(1.0));
@@ -401,7 +402,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	const float norm_noise = 0.1f;
-	add(t, &n, "model.embed_tokens.weight", V, H, INIT_NORMAL, 1.0f);
+	/* Embeddings small next to what the sublayers add (as in trained Llamas), so the residual
+	 * stream is not just the current token's embedding, and a tied lm_head does not simply
+	 * echo the last token as readily (random tied models still find attractor tokens). */
+	add(t, &n, "model.embed_tokens.weight", V, H, INIT_NORMAL, 0.05f);
 	for (uint32_t i = 0; i < p.layers; i++) {
 		const char *pj[] = {"q", "k", "v"};
 		const uint64_t rows[] = {nh * d, nkv * d, nkv * d};
