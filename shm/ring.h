@@ -102,12 +102,26 @@ static inline int skv_ring_avail(struct skv_ring *r)
 	return (int)n;
 }
 
-/* Consumer: copies the next record out (call only when avail > 0) and frees its slot. The copy
- * is what gets validated: the producer may scribble on the slot after this returns. Release:
- * our reads of the slot happen before the producer may reuse it. */
-static inline void skv_ring_pop(struct skv_ring *r, void *out)
+/* Consumer: copies the next record out (call only when avail > 0) without freeing its slot,
+ * for a consumer that must read more of the producer's memory (a payload the record points
+ * to) before the producer may reuse it. The copy is what gets validated. */
+static inline void skv_ring_peek(const struct skv_ring *r, void *out)
 {
 	memcpy(out, r->records + (size_t)(r->mine & (r->capacity - 1)) * r->rec_size, r->rec_size);
+}
+
+/* Consumer: frees the slot of the record last peeked. Release: our reads of the slot (and of
+ * what it points to) happen before the producer may reuse them. */
+static inline void skv_ring_release(struct skv_ring *r)
+{
 	r->mine += 1;
 	atomic_store_explicit(&r->sh->head, r->mine, memory_order_release);
+}
+
+/* Consumer: copies the next record out (call only when avail > 0) and frees its slot. The copy
+ * is what gets validated: the producer may scribble on the slot after this returns. */
+static inline void skv_ring_pop(struct skv_ring *r, void *out)
+{
+	skv_ring_peek(r, out);
+	skv_ring_release(r);
 }

@@ -96,6 +96,7 @@ struct skv_session_header {
 	uint32_t reserved0;
 	struct skv_session_layout layout;
 };
+_Static_assert(sizeof(struct skv_session_header) == 64, "session header is pinned");
 
 /* ---- submission records (client -> skvd) ---- */
 
@@ -146,7 +147,8 @@ struct skv_wire_submit {
 	uint32_t timeout_ms; /* 0: skvd's default */
 	uint64_t seed;
 	/* payload in the data area: input_len bytes of input, then the stop strings, each
-	 * NUL-terminated (n_stop of them) */
+	 * NUL-terminated (n_stop of them). data_offset is relative to the start of the data area;
+	 * the slot stays the client's to reuse only once skvd's head has passed this record. */
 	uint32_t data_offset;
 	uint32_t data_len;
 	uint32_t input_len;
