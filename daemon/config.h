@@ -10,6 +10,7 @@
 
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "skv-base.h"
 
@@ -17,6 +18,13 @@ enum skvd_backend { SKVD_BACKEND_AUTO = 0, SKVD_BACKEND_CPU = 1, SKVD_BACKEND_CU
 
 #define SKVD_MAX_DEVICES 16
 #define SKVD_PATH_MAX 192 /* what Debian's inih keeps of a value */
+
+/* Where the shipped files put things (systemd/, etc/skvd.ini, skvctl's default). The sockets
+ * live in /run/swiftkv, which tmpfiles.d and the .socket units create: not in skvd's
+ * RuntimeDirectory (/run/skvd), which systemd deletes whenever skvd stops. */
+#define SKVD_DEFAULT_CONFIG "/etc/swiftkv/skvd.ini"
+#define SKVD_DEFAULT_SOCKET "/run/swiftkv/skvd.sock"
+#define SKVD_DEFAULT_ADMIN_SOCKET "/run/swiftkv/skvd-admin.sock"
 
 struct skvd_config {
 	/* [model] */
@@ -71,3 +79,15 @@ void skvd_config_defaults(struct skvd_config *c);
 int skvd_config_load(const char *path, struct skvd_config *ret, struct skv_err *err);
 
 const char *skvd_backend_name(enum skvd_backend b);
+
+/* Parses the INI text data[size] (need not be NUL-terminated) as if it were the file `name`:
+ * what skvd_config_load does after reading the file. Same contract. */
+int skvd_config_parse(const char *data, size_t size, const char *name, struct skvd_config *ret,
+		      struct skv_err *err);
+
+/* Writes c to f as a complete INI file, every key set, that skvd_config_load reads back to the
+ * same configuration (for `skvd --check-config` and tests). Returns 0 or -EIO. */
+int skvd_config_write(const struct skvd_config *c, FILE *f);
+
+/* Loading sets inih's runtime globals (Debian's build has them) and is therefore not
+ * thread-safe; skvd loads from its single main thread. */
