@@ -33,10 +33,11 @@ struct preset {
 	uint32_t rope_orig;
 };
 
-/* base_vocab: ordinary tokens; the model's vocab adds Llama-3's 256 specials. */
+/* base_vocab: ordinary tokens (a BPE trained on the corpus in model/corpus/); the model's vocab
+ * adds Llama-3's 256 specials. */
 static const struct preset presets[] = {
-	{"tiny", 4, 64, 192, 4, 2, 16, 256, 8192, false, 1e-5f, 500000.0f, 1024},
-	{"small", 8, 256, 768, 8, 2, 32, 256, 8192, false, 1e-5f, 500000.0f, 1024},
+	{"tiny", 4, 64, 192, 4, 2, 16, 1024, 8192, false, 1e-5f, 500000.0f, 1024},
+	{"small", 8, 256, 768, 8, 2, 32, 4096, 8192, false, 1e-5f, 500000.0f, 1024},
 	{"llama-3.2-1b", 16, 2048, 8192, 32, 8, 64, 128000, 131072, true, 1e-5f, 500000.0f, 8192},
 	{"llama-3.1-8b", 32, 4096, 14336, 32, 8, 128, 128000, 131072, false, 1e-5f, 500000.0f, 8192},
 	{"llama-3.3-70b", 80, 8192, 28672, 64, 8, 128, 128000, 131072, false, 1e-5f, 500000.0f, 8192},

@@ -1,10 +1,14 @@
 /* skv-run: the offline driver. Loads a model in-process, runs one request through the same
  * scheduler and engine the worker uses, and prints what it generated.
  *
- *   skv-run --model DIR [--swiftkv on|off] (--prompt TEXT | --prompt-ids 5,17,3) [--max-tokens N]
- *           [--ignore-eos] [--temperature T] [--top-p P] [--top-k K] [--seed S]
+ *   skv-run --model DIR [--swiftkv on|off] (--prompt TEXT [--chat] | --prompt-ids 5,17,3)
+ *           [--max-tokens N] [--ignore-eos] [--temperature T] [--top-p P] [--top-k K] [--seed S]
  *           [--max-batch-tokens N] [--logits-out FILE] [--ids]
  *
+ * --prompt is encoded with the model's tokenizer.json, BOS added by its post-processor and
+ * special-token strings matched; with --chat it is one user message rendered through the model's
+ * chat template (with the assistant header open) instead. The generated text is printed as it
+ * comes (special tokens left out), or with --ids the generated ids on one line.
  * Sampling defaults to greedy (temperature 0). --logits-out writes float32 .npy [generated, vocab]:
  * row i holds the logits from which generated token i was chosen.
  */
@@ -13,8 +17,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "chat.h"
 #include "local.h"
 #include "skv-base.h"
+#include "tokenizer.h"
 
 struct run {
 	const struct skv_model_config *cfg;
@@ -23,6 +29,9 @@ struct run {
 	float *logits;	/* [max_tokens, vocab] when --logits-out */
 	enum skv_finish finish;
 	bool done;
+	const struct skv_tokenizer *tok; /* text output when set */
+	struct skv_tokenizer_stream stream;
+	char *text; /* [skv_tokenizer_stream_bound] */
 };
 
 static void on_event(void *userdata, const struct skv_sched_event *ev)
@@ -32,6 +41,14 @@ static void on_event(void *userdata, const struct skv_sched_event *ev)
 		if (r->logits)
 			memcpy(r->logits + (size_t)r->n_out * r->cfg->vocab, ev->logits, r->cfg->vocab * sizeof(float));
 		r->out[r->n_out++] = ev->token;
+		if (r->tok) {
+			ssize_t n = skv_tokenizer_stream_push(r->tok, &r->stream, ev->token, r->text,
+							      skv_tokenizer_stream_bound(r->tok));
+			if (n > 0) {
+				fwrite(r->text, 1, (size_t)n, stdout);
+				fflush(stdout);
+			}
+		}
 	}
 	if (ev->finish != SKV_FINISH_NONE) {
 		r->finish = ev->finish;
@@ -100,7 +117,9 @@ static int parse_ids(const char *s, int32_t **ret, uint32_t *ret_n)
 
 static void usage(FILE *f)
 {
-	fputs("usage: skv-run --model DIR (--prompt TEXT | --prompt-ids 5,17,3) [options]\n"
+	fputs("usage: skv-run --model DIR (--prompt TEXT [--chat] | --prompt-ids 5,17,3) [options]\n"
+	      "  --prompt TEXT           the prompt, encoded with the model's tokenizer (BOS added)\n"
+	      "  --chat                  --prompt is a user message: render it with the chat template\n"
 	      "  --swiftkv on|off        run a SwiftKV checkpoint as SwiftKV (default) or as its original model\n"
 	      "  --max-tokens N          tokens to generate (default 32)\n"
 	      "  --ignore-eos            do not stop at end-of-sequence ids\n"
@@ -119,7 +138,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	enum { O_SWIFTKV = 256, O_PIDS, O_MAXTOK, O_IGNEOS, O_TEMP, O_TOPP, O_TOPK, O_SEED, O_MBT, O_LOGITS, O_IDS,
-	       O_CTX, O_BACKEND, O_THREADS };
+	       O_CTX, O_BACKEND, O_THREADS, O_CHAT };
 	static const struct option opts[] = {
 		{"model", required_argument, NULL, 'm'},
 		{"prompt", required_argument, NULL, 'p'},
@@ -137,6 +156,7 @@ int main(int argc, char **argv)
 		{"ids", no_argument, NULL, O_IDS},
 		{"backend", required_argument, NULL, O_BACKEND},
 		{"threads", required_argument, NULL, O_THREADS},
+		{"chat", no_argument, NULL, O_CHAT},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -145,7 +165,8 @@ int main(int argc, char **argv)
 	const char *prompt = NULL, *logits_out = NULL;
 	_cleanup_free_ int32_t *ids = NULL;
 	uint32_t n_ids = 0;
-	bool print_ids = false;
+	bool print_ids = false, chat = false;
+	_cleanup_tokenizer_ struct skv_tokenizer *tok = NULL;
 	struct skv_err err = {0};
 	int64_t v;
 	double dv;
@@ -210,6 +231,9 @@ int main(int argc, char **argv)
 		case O_IDS:
 			print_ids = true;
 			break;
+		case O_CHAT:
+			chat = true;
+			break;
 		case O_BACKEND:
 			lp.backend = optarg;
 			break;
@@ -234,9 +258,42 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (prompt) {
-		fprintf(stderr, "skv-run: --prompt needs the tokenizer, which this build lacks\n");
+	if (chat && !prompt) {
+		fprintf(stderr, "skv-run: --chat needs --prompt\n");
 		return 2;
+	}
+	if ((prompt || !print_ids) && skv_tokenizer_load(lp.model_dir, &tok, &err) < 0) {
+		fprintf(stderr, "skv-run: %s%s\n", err.msg, prompt ? "" : " (--ids prints ids without it)");
+		return 1;
+	}
+	if (prompt) {
+		_cleanup_free_ char *rendered = NULL;
+		const char *text = prompt;
+		size_t len = strlen(prompt);
+		unsigned flags = SKV_TOKENIZER_ADD_SPECIAL;
+		if (chat) {
+			_cleanup_chat_ struct skv_chat *ch = NULL;
+			struct skv_chat_message m = {"user", 4, prompt, strlen(prompt)};
+			ssize_t n;
+			if (skv_chat_load(lp.model_dir, &ch, &err) < 0 ||
+			    (n = skv_chat_render(ch, &m, 1, true, &rendered, &err)) < 0) {
+				fprintf(stderr, "skv-run: %s\n", err.msg);
+				return 1;
+			}
+			text = rendered;
+			len = (size_t)n;
+			flags = 0; /* the template wrote BOS */
+		}
+		ssize_t n = skv_tokenizer_encode_alloc(tok, text, len, flags, &ids, &err);
+		if (n < 0) {
+			fprintf(stderr, "skv-run: --prompt: %s\n", err.msg);
+			return 1;
+		}
+		if (n == 0) {
+			fprintf(stderr, "skv-run: --prompt encodes to no tokens\n");
+			return 2;
+		}
+		n_ids = (uint32_t)n;
 	}
 
 	struct skv_local *l;
@@ -251,7 +308,12 @@ int main(int argc, char **argv)
 	run.out = calloc(sp.max_tokens, sizeof(int32_t));
 	if (logits_out)
 		run.logits = malloc((size_t)sp.max_tokens * cfg->vocab * sizeof(float));
-	if (!run.out || (logits_out && !run.logits)) {
+	if (!print_ids) {
+		run.tok = tok;
+		skv_tokenizer_stream_init(&run.stream, SKV_TOKENIZER_SKIP_SPECIAL);
+		run.text = malloc(skv_tokenizer_stream_bound(tok));
+	}
+	if (!run.out || (logits_out && !run.logits) || (!print_ids && !run.text)) {
 		fprintf(stderr, "skv-run: out of memory\n");
 		skv_local_close(l);
 		return 1;
@@ -265,12 +327,17 @@ int main(int argc, char **argv)
 		if (print_ids)
 			for (uint32_t i = 0; i < run.n_out; i++)
 				printf("%s%d", i ? " " : "", run.out[i]);
+		else if (run.tok) {
+			ssize_t n = skv_tokenizer_stream_flush(&run.stream, run.text, skv_tokenizer_stream_bound(tok));
+			fwrite(run.text, 1, n > 0 ? (size_t)n : 0, stdout);
+		}
 		printf("\n");
 		if (logits_out && (r = write_npy(logits_out, run.logits, run.n_out, cfg->vocab)) < 0)
 			fprintf(stderr, "skv-run: %s: %s\n", logits_out, strerror(-r));
 	}
 	free(run.out);
 	free(run.logits);
+	free(run.text);
 	skv_local_close(l);
 	return r < 0 ? 1 : 0;
 }
