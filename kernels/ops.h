@@ -51,6 +51,17 @@ struct skv_rope {
 	uint32_t head_dim;
 };
 
+/* One row of a per-op timing profile: every call of one op with one shape class. flops and
+ * bytes are the work the calls had to do (bytes: each input read once, each output written
+ * once), so flops / time and bytes / time are the achieved rates. */
+struct skv_op_stat {
+	char name[64]; /* "gemm 2048x6144x4096", "attention prefill d128", "rmsnorm", ... */
+	uint64_t calls;
+	double ms; /* device time, all calls */
+	double flops;
+	double bytes;
+};
+
 struct skv_ops {
 	const char *name;
 	enum skv_dtype act_dtype; /* activations */
@@ -59,7 +70,9 @@ struct skv_ops {
 
 	void (*destroy)(struct skv_backend *be);
 
-	/* Memory. alloc returns zeroed memory or a negative errno. */
+	/* Memory. alloc returns zeroed memory or a negative errno. upload and download are ordered
+	 * with the ops; a download into host_alloc memory (and an upload from it) may complete only
+	 * at the next sync(), so the host must not read (or rewrite) that memory before then. */
 	int (*alloc)(struct skv_backend *be, size_t bytes, void **ret);
 	void (*free)(struct skv_backend *be, void *p);
 	int (*upload)(struct skv_backend *be, void *dst, const void *host_src, size_t bytes);
@@ -93,7 +106,7 @@ struct skv_ops {
 
 	/* For each of n rows: RoPE on the n_kv_heads heads of k (at pos[r]), then store k and v into
 	 * cache slot slots[r]. k and v rows start at k + r * stride and v + r * stride. k is rotated
-	 * in place. */
+	 * in place. A negative slot skips its row entirely (a padding row of a captured graph). */
 	void (*rope_store_kv)(struct skv_backend *be, void *k, const void *v, uint32_t stride, uint32_t n,
 			      uint32_t n_kv_heads, const int32_t *pos, const int32_t *slots,
 			      const struct skv_rope *rope, struct skv_kv_layer cache);
@@ -115,6 +128,32 @@ struct skv_ops {
 	 * sample.h); out and params are backend memory. */
 	void (*sample)(struct skv_backend *be, int32_t *out, const float *logits, const struct skv_sample_params *params,
 		       uint32_t n, uint32_t vocab);
+
+	/* Everything below is optional: NULL where a backend has no use for it (the CPU backend). */
+
+	/* Called once after prepare() with the model's attention shape, so a backend sizes the
+	 * scratch its attention kernels need (split-context partial results) at start-up. */
+	int (*prepare_attention)(struct skv_backend *be, uint32_t n_heads, uint32_t head_dim);
+
+	/* Captured op sequences (CUDA graphs), keyed by the caller. Between graph_begin and
+	 * graph_end the ops are recorded, not run; graph_launch replays a recording. A recording
+	 * keeps every argument it was given: device pointers, sizes and the host_* mirrors' shape
+	 * (host_q_start), so the caller keeps those fixed for a key (padded batches, fixed buffers);
+	 * uploads and downloads from host_alloc memory replay with that memory's contents at replay
+	 * time. Attention recorded in a graph plans for any context up to max_blocks * block_size,
+	 * never for the max_ctx it was recorded with. graph_end returns a negative errno (and
+	 * discards the recording) when capture failed; the caller then runs the ops directly.
+	 * graph_launch returns -ENOENT for a key never recorded. */
+	int (*graph_begin)(struct skv_backend *be);
+	int (*graph_end)(struct skv_backend *be, uint64_t key);
+	int (*graph_launch)(struct skv_backend *be, uint64_t key);
+
+	/* Per-op timing (benchmarks): between profile_start and profile_stop every op is timed on
+	 * the device (graphs are not used meanwhile: graph_launch answers -ENOENT and graph_begin
+	 * refuses, so the caller runs the ops one by one);
+	 * profile_stop syncs and returns up to max aggregated rows (one per op and shape class). */
+	int (*profile_start)(struct skv_backend *be);
+	int (*profile_stop)(struct skv_backend *be, struct skv_op_stat *ret, uint32_t max, uint32_t *ret_n);
 };
 
 struct skv_backend {

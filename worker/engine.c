@@ -11,6 +11,13 @@
  * The residual stream is kept whole in `res`; each sublayer's output projection accumulates into
  * it (out += a @ W^T), and the next norm reads it. Everything is sized at creation; a step only
  * indexes into what exists.
+ *
+ * Graphs (backends with graph_begin, unless no_graphs): a decode-only step runs as one recorded
+ * graph keyed by its padded batch size (and the padded block-table width), metadata upload and
+ * the sampled ids' download included; any other step runs its first half directly and its
+ * survivor half (steps 3-5) as a graph keyed by the padded survivor count. Padding rows are
+ * harmless: token 0 at position 0, cache slot -1 (not stored), one position of context through
+ * block 0, greedy sampling; their outputs are never read.
  */
 #include "engine.h"
 
@@ -246,6 +253,11 @@ int skv_engine_new(const struct skv_engine_params *p, struct skv_engine **ret, s
 			    p->max_context);
 		goto fail;
 	}
+	if (e->ops->prepare_attention && (r = e->ops->prepare_attention(e->be, nh, d)) < 0) {
+		skv_err_set(err, r, "engine: the %s backend cannot prepare attention for %u heads of %u", e->ops->name,
+			    nh, d);
+		goto fail;
+	}
 	*ret = e;
 	return 0;
 fail:
@@ -319,23 +331,175 @@ static void run_layer(struct skv_engine *e, void *res, uint32_t i, uint32_t n, b
 	o->gemm(e->be, res, e->act, w->down, w->down_b, n, H, I, true, false);
 }
 
+/* What the two halves of a step work on. */
+struct fwd {
+	struct skv_engine *e;
+	const struct meta_layout *m;
+	uint32_t T, R; /* rows of the first half, survivor rows (both padded inside graphs) */
+	const struct skv_attn_batch *all, *surv;
+	bool upload_meta; /* the first half uploads the metadata (a decode graph records it) */
+};
+
+/* 1-2: embeddings, layers 0..L-1 for every scheduled row, the SwiftKV projection. */
+static int forward_first(const struct fwd *f)
+{
+	struct skv_engine *e = f->e;
+	const struct skv_ops *o = e->ops;
+	const struct skv_model_config *c = &e->cfg;
+	const struct meta_layout *m = f->m;
+	const uint32_t H = c->hidden, d = c->head_dim, nkv = c->n_kv_heads, N = c->n_layers, L = e->L, T = f->T;
+	const size_t act = skv_dtype_size(o->act_dtype);
+	int32_t *dev = e->meta_dev;
+	int r;
+
+	if (f->upload_meta && (r = o->upload(e->be, dev, e->meta_host, m->total * sizeof(int32_t))) < 0)
+		return r;
+
+	/* 1. embeddings, then layers 0..L-1 for every scheduled token */
+	o->embed(e->be, e->res, e->embed, dev + m->ids, T, H);
+	for (uint32_t i = 0; i < L; i++)
+		run_layer(e, e->res, i, T, true, dev + m->pos, dev + m->slots, f->all, i);
+
+	/* 2. the SwiftKV projection: every later group's K and V for every token, one GEMM */
+	if (L < N) {
+		const uint32_t kv_cols = e->F * 2 * nkv * d;
+		o->rmsnorm(e->be, e->normed, e->res, e->norm_skv, T, H, c->rms_eps);
+		o->gemm(e->be, e->kvs, e->normed, e->kv_skv, e->kv_skv_b, T, kv_cols, H, false, false);
+		for (uint32_t j = 0; j < e->F; j++) {
+			char *k = (char *)e->kvs + (size_t)j * 2 * nkv * d * act;
+			char *v = k + (size_t)nkv * d * act;
+			o->rope_store_kv(e->be, k, v, kv_cols, T, nkv, dev + m->pos, dev + m->slots, &e->rope,
+					 e->cache[L + j]);
+		}
+	}
+	return 0;
+}
+
+/* 3-5: gather the survivors, layers L..N-1 for them, the head, sampling, the ids to the host. */
+static int forward_rest(const struct fwd *f)
+{
+	struct skv_engine *e = f->e;
+	const struct skv_ops *o = e->ops;
+	const struct skv_model_config *c = &e->cfg;
+	const struct meta_layout *m = f->m;
+	const uint32_t H = c->hidden, V = c->vocab, N = c->n_layers, L = e->L, R = f->R;
+	int32_t *dev = e->meta_dev;
+	int r;
+
+	/* 3. survivors: their rows of the residual stream */
+	o->gather_rows(e->be, e->surv, e->res, dev + m->surv_idx, R, H);
+
+	/* 4. layers L..N-1 for the survivors, over cache layer L + (i - L) / G */
+	for (uint32_t i = L; i < N; i++)
+		run_layer(e, e->surv, i, R, false, dev + m->surv_pos, NULL, f->surv, L + (i - L) / e->G);
+
+	/* 5. the head, and the next token of each survivor */
+	o->rmsnorm(e->be, e->normed, e->surv, e->final_norm, R, H, c->rms_eps);
+	o->gemm(e->be, e->logits, e->normed, e->lm_head, NULL, R, V, H, false, true);
+	if ((r = o->upload(e->be, e->sp_dev, e->sp_host, R * sizeof(*e->sp_host))) < 0)
+		return r;
+	o->sample(e->be, e->ids_dev, e->logits, e->sp_dev, R, V);
+	if ((r = o->download(e->be, e->ids_host, e->ids_dev, R * sizeof(int32_t))) < 0)
+		return r;
+	if (e->p.keep_logits && (r = o->download(e->be, e->logits_host, e->logits, (size_t)R * V * sizeof(float))) < 0)
+		return r;
+	return 0;
+}
+
+/* A whole step: both halves (a decode-only step's recording). */
+static int forward_all(const struct fwd *f)
+{
+	int r = forward_first(f);
+	return r < 0 ? r : forward_rest(f);
+}
+
+/* Graph keys: the kind of recording, its padded rows and its block-table width. */
+#define GRAPH_DECODE 1u /* a whole decode-only step */
+#define GRAPH_SURV 2u	/* the survivor half of any other step */
+static uint64_t graph_key(uint32_t kind, uint32_t rows, uint32_t bt_stride)
+{
+	return (uint64_t)kind << 56 | (uint64_t)rows << 28 | bt_stride;
+}
+
+/* Padded row counts: a few graphs, little padding. */
+static uint32_t pad_rows(uint32_t n, uint32_t cap)
+{
+	uint32_t p = 1;
+	if (n <= 8)
+		while (p < n)
+			p <<= 1;
+	else if (n <= 64)
+		p = SKV_ALIGN_UP(n, 8u);
+	else if (n <= 256)
+		p = SKV_ALIGN_UP(n, 32u);
+	else
+		p = SKV_ALIGN_UP(n, 64u);
+	return SKV_MIN(p, cap);
+}
+
+/* Block-table width (in blocks) of a recording that must serve contexts up to ctx: rounded up by
+ * a quarter of the next power of two (at least 256 positions), so a graph serves many steps and
+ * attention plans for at most a third more context than it has. */
+static uint32_t pad_blocks(uint32_t ctx, uint32_t block_size, uint32_t max_blocks)
+{
+	uint32_t pow = 256;
+	while (pow < ctx)
+		pow <<= 1;
+	const uint32_t c = SKV_ALIGN_UP(SKV_MAX(ctx, 1u), SKV_MAX(256u, pow / 4));
+	return SKV_MIN(SKV_DIV_UP(c, block_size), max_blocks);
+}
+
+/* Replays the graph `key`, recording it first if there is none; runs the ops directly when the
+ * backend cannot record (or is busy timing ops). */
+static int run_graph(struct skv_engine *e, uint64_t key, int (*fn)(const struct fwd *), const struct fwd *f)
+{
+	const struct skv_ops *o = e->ops;
+	int r = o->graph_launch(e->be, key);
+	if (r != -ENOENT)
+		return r;
+	if (o->graph_begin(e->be) == 0) {
+		int fr = fn(f);
+		if (o->graph_end(e->be, key) == 0 && fr == 0)
+			return o->graph_launch(e->be, key);
+	}
+	return fn(f);
+}
+
+/* How a padding row samples (its id is never read). */
+static const struct skv_sample_params pad_sample = {.temperature = 0.0f, .top_p = 1.0f};
+
 int skv_engine_step(struct skv_engine *e, const struct skv_step_seq *seqs, uint32_t n_seqs, struct skv_step_out *ret,
 		    struct skv_err *err)
 {
 	const struct skv_ops *o = e->ops;
-	const struct skv_model_config *c = &e->cfg;
-	const uint32_t H = c->hidden, d = c->head_dim, nkv = c->n_kv_heads, V = c->vocab;
-	const uint32_t N = c->n_layers, L = e->L, maxb = e->max_blocks, B = e->p.block_size;
-	const size_t act = skv_dtype_size(o->act_dtype);
+	const uint32_t maxb = e->max_blocks, B = e->p.block_size;
 	const struct meta_layout m = meta_layout(e->p.max_batch_tokens, e->p.max_seqs, maxb);
 	int32_t *h = e->meta_host, *dev = e->meta_dev;
-	uint32_t T = 0, R = 0, t = 0, max_ctx = 0;
+	uint32_t T = 0, R = 0, t = 0, max_ctx = 0, max_surv_ctx = 0;
 	int r;
 
 	*ret = (struct skv_step_out){0};
 	r = check_step(e, seqs, n_seqs, &T, err);
 	if (r < 0 || T == 0)
 		return r;
+
+	const bool graphs = o->graph_begin && o->graph_end && o->graph_launch && !e->p.no_graphs;
+	bool decode = graphs;
+	uint32_t n_surv = 0;
+	for (uint32_t s = 0; s < n_seqs; s++) {
+		const uint32_t ctx = seqs[s].start_pos + seqs[s].n_tokens;
+		decode = decode && seqs[s].n_tokens == 1 && seqs[s].want_logits;
+		max_ctx = SKV_MAX(max_ctx, ctx);
+		if (seqs[s].want_logits) {
+			n_surv++;
+			max_surv_ctx = SKV_MAX(max_surv_ctx, ctx);
+		}
+	}
+	/* Rows and block-table widths: padded for a recording, exact otherwise. */
+	const uint32_t Tp = decode ? pad_rows(n_seqs, SKV_MIN(e->p.max_seqs, e->p.max_batch_tokens)) : T;
+	const uint32_t Rp = decode ? Tp : graphs && n_surv ? pad_rows(n_surv, e->p.max_seqs) : n_surv;
+	const uint32_t sa = decode ? pad_blocks(max_ctx, B, maxb) : maxb;
+	const uint32_t ss = decode ? sa : graphs ? pad_blocks(max_surv_ctx, B, maxb) : maxb;
 
 	/* Metadata, built on the host and uploaded in one copy: per token its id, position and cache
 	 * slot; per sequence its query start, context length and block table; and the same for the
@@ -353,26 +517,38 @@ int skv_engine_step(struct skv_engine *e, const struct skv_step_seq *seqs, uint3
 		}
 		h[m.q_start + s + 1] = (int32_t)t;
 		h[m.ctx + s] = ctx;
-		memcpy(h + m.bt + (size_t)s * maxb, q->block_table, q->n_blocks * sizeof(int32_t));
-		max_ctx = SKV_MAX(max_ctx, (uint32_t)ctx);
+		memcpy(h + m.bt + (size_t)s * sa, q->block_table, SKV_MIN(q->n_blocks, sa) * sizeof(int32_t));
 		if (q->want_logits) {
 			h[m.surv_idx + R] = (int32_t)t - 1;
 			h[m.surv_pos + R] = ctx - 1;
 			h[m.surv_ctx + R] = ctx;
-			memcpy(h + m.surv_bt + (size_t)R * maxb, q->block_table, q->n_blocks * sizeof(int32_t));
+			memcpy(h + m.surv_bt + (size_t)R * ss, q->block_table, SKV_MIN(q->n_blocks, ss) * sizeof(int32_t));
 			e->sp_host[R] = q->sample;
 			R++;
 			h[m.surv_q_start + R] = (int32_t)R;
 		}
 	}
-	r = o->upload(e->be, dev, h, m.total * sizeof(int32_t));
-	if (r < 0)
-		return skv_err_set(err, r, "engine: cannot upload step metadata");
+	for (uint32_t s = n_seqs; s < (decode ? Tp : n_seqs); s++, t++) { /* padding sequences */
+		h[m.ids + t] = 0;
+		h[m.pos + t] = 0;
+		h[m.slots + t] = -1;
+		h[m.q_start + s + 1] = (int32_t)t + 1;
+		h[m.ctx + s] = 1;
+		h[m.bt + (size_t)s * sa] = 0;
+	}
+	for (uint32_t s = R; s < Rp; s++) { /* padding survivors */
+		h[m.surv_idx + s] = decode ? (int32_t)s : 0;
+		h[m.surv_pos + s] = 0;
+		h[m.surv_ctx + s] = 1;
+		h[m.surv_bt + (size_t)s * ss] = 0;
+		h[m.surv_q_start + s + 1] = (int32_t)s + 1;
+		e->sp_host[s] = pad_sample;
+	}
 
 	const struct skv_attn_batch all = {
-		.n_seqs = n_seqs,
-		.n_q = T,
-		.max_blocks = maxb,
+		.n_seqs = decode ? Tp : n_seqs,
+		.n_q = decode ? Tp : T,
+		.max_blocks = sa,
 		.max_ctx = max_ctx,
 		.block_size = B,
 		.q_start = dev + m.q_start,
@@ -382,10 +558,10 @@ int skv_engine_step(struct skv_engine *e, const struct skv_step_seq *seqs, uint3
 		.host_ctx_len = h + m.ctx,
 	};
 	const struct skv_attn_batch surv = {
-		.n_seqs = R,
-		.n_q = R,
-		.max_blocks = maxb,
-		.max_ctx = max_ctx,
+		.n_seqs = Rp,
+		.n_q = Rp,
+		.max_blocks = ss,
+		.max_ctx = max_surv_ctx,
 		.block_size = B,
 		.q_start = dev + m.surv_q_start,
 		.ctx_len = dev + m.surv_ctx,
@@ -393,45 +569,18 @@ int skv_engine_step(struct skv_engine *e, const struct skv_step_seq *seqs, uint3
 		.host_q_start = h + m.surv_q_start,
 		.host_ctx_len = h + m.surv_ctx,
 	};
+	const struct fwd f = {
+		.e = e, .m = &m, .T = decode ? Tp : T, .R = Rp, .all = &all, .surv = &surv, .upload_meta = true};
 
-	/* 1. embeddings, then layers 0..L-1 for every scheduled token */
-	o->embed(e->be, e->res, e->embed, dev + m.ids, T, H);
-	for (uint32_t i = 0; i < L; i++)
-		run_layer(e, e->res, i, T, true, dev + m.pos, dev + m.slots, &all, i);
-
-	/* 2. the SwiftKV projection: every later group's K and V for every token, one GEMM */
-	if (L < N) {
-		const uint32_t kv_cols = e->F * 2 * nkv * d;
-		o->rmsnorm(e->be, e->normed, e->res, e->norm_skv, T, H, c->rms_eps);
-		o->gemm(e->be, e->kvs, e->normed, e->kv_skv, e->kv_skv_b, T, kv_cols, H, false, false);
-		for (uint32_t j = 0; j < e->F; j++) {
-			char *k = (char *)e->kvs + (size_t)j * 2 * nkv * d * act;
-			char *v = k + (size_t)nkv * d * act;
-			o->rope_store_kv(e->be, k, v, kv_cols, T, nkv, dev + m.pos, dev + m.slots, &e->rope,
-					 e->cache[L + j]);
-		}
+	if (decode) {
+		r = run_graph(e, graph_key(GRAPH_DECODE, Tp, sa), forward_all, &f);
+	} else {
+		r = forward_first(&f);
+		if (r == 0 && Rp > 0)
+			r = graphs ? run_graph(e, graph_key(GRAPH_SURV, Rp, ss), forward_rest, &f) : forward_rest(&f);
 	}
-
-	if (R > 0) {
-		/* 3. survivors: their rows of the residual stream */
-		o->gather_rows(e->be, e->surv, e->res, dev + m.surv_idx, R, H);
-
-		/* 4. layers L..N-1 for the survivors, over cache layer L + (i - L) / G */
-		for (uint32_t i = L; i < N; i++)
-			run_layer(e, e->surv, i, R, false, dev + m.surv_pos, NULL, &surv, L + (i - L) / e->G);
-
-		/* 5. the head, and the next token of each survivor */
-		o->rmsnorm(e->be, e->normed, e->surv, e->final_norm, R, H, c->rms_eps);
-		o->gemm(e->be, e->logits, e->normed, e->lm_head, NULL, R, V, H, false, true);
-		if ((r = o->upload(e->be, e->sp_dev, e->sp_host, R * sizeof(*e->sp_host))) < 0)
-			return skv_err_set(err, r, "engine: cannot upload sampling parameters");
-		o->sample(e->be, e->ids_dev, e->logits, e->sp_dev, R, V);
-		if ((r = o->download(e->be, e->ids_host, e->ids_dev, R * sizeof(int32_t))) < 0)
-			return skv_err_set(err, r, "engine: cannot read the sampled tokens back");
-		if (e->p.keep_logits &&
-		    (r = o->download(e->be, e->logits_host, e->logits, (size_t)R * V * sizeof(float))) < 0)
-			return skv_err_set(err, r, "engine: cannot read the logits back");
-	}
+	if (r < 0)
+		return skv_err_set(err, r, "engine: the %s backend failed to run the step", o->name);
 	r = o->sync(e->be);
 	if (r < 0)
 		return skv_err_set(err, r, "engine: the %s backend failed during the step", o->name);

@@ -26,6 +26,9 @@ struct skv_engine_params {
 	uint32_t max_seqs;		     /* sequences per step */
 	uint32_t max_context;		     /* positions per sequence */
 	bool keep_logits;		     /* copy every step's logits to the host (tests, --logits-out) */
+	bool no_graphs;			     /* never record or replay graphs (tests, benchmarks); by default a
+					      * backend with graphs replays decode-only steps and the survivor
+					      * half of other steps from graphs keyed by padded batch size */
 };
 
 /* One sequence's share of a step: n_tokens tokens starting at position start_pos (the tokens

@@ -86,6 +86,7 @@ int skv_local_open(const struct skv_local_params *p, struct skv_local **ret, str
 	ep->image = l->hdr;
 	ep->weights = l->weights;
 	ep->keep_logits = p->keep_logits;
+	ep->no_graphs = p->no_graphs;
 	ep->block_size = p->block_size ? p->block_size : 16;
 	ep->max_batch_tokens = p->max_batch_tokens ? p->max_batch_tokens : 2048;
 	ep->max_seqs = p->max_seqs ? p->max_seqs : 16;

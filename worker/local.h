@@ -20,6 +20,7 @@ struct skv_local_params {
 	uint32_t max_context;	   /* 0: min(max_position_embeddings, 8192) */
 	uint32_t num_blocks;	   /* 0: enough for max_seqs sequences of max_context */
 	bool keep_logits;	   /* events carry the logits each token was sampled from */
+	bool no_graphs;		   /* see skv_engine_params */
 };
 
 struct skv_local {

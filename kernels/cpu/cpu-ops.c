@@ -85,8 +85,14 @@ static void cpu_rope_store_kv(struct skv_backend *be, void *k, const void *v, ui
 {
 	const size_t row = (size_t)n_kv_heads * rope->head_dim;
 
-	cpu_rope(be, k, stride, n, n_kv_heads, pos, rope);
+	(void)be;
+#pragma omp parallel for schedule(static) if (n >= 16)
 	for (uint32_t r = 0; r < n; r++) {
+		if (slots[r] < 0) /* a padding row: nothing to rotate or store */
+			continue;
+		for (uint32_t h = 0; h < n_kv_heads; h++)
+			rope_head((float *)k + (size_t)r * stride + (size_t)h * rope->head_dim, rope->head_dim, pos[r],
+				  rope->inv_freq);
 		memcpy((float *)cache.k + (size_t)slots[r] * row, (const float *)k + (size_t)r * stride,
 		       row * sizeof(float));
 		memcpy((float *)cache.v + (size_t)slots[r] * row, (const float *)v + (size_t)r * stride,
