@@ -83,6 +83,8 @@ static int consume_one(struct skv_client *c, struct skv_event *ev)
 			.ids = c->ev_ids,
 			.n_ids = rec.d.n_ids,
 			.message = "",
+			.t_worker_ns = rec.d.worker_ns,
+			.t_skvd_ns = rec.d.skvd_ns,
 		};
 		return 1;
 	case SKV_EV_FINAL:
@@ -113,6 +115,9 @@ static int consume_one(struct skv_client *c, struct skv_event *ev)
 			.ttft_us = rec.f.ttft_us,
 			.total_us = rec.f.total_us,
 			.retry_after_ms = rec.f.retry_after_ms,
+			.t_skvd_ns = rec.f.skvd_ns,
+			.t_seen_ns = rec.f.seen_ns,
+			.t_taken_ns = rec.f.taken_ns,
 		};
 		skv_inflight_remove(c, q);
 		return 1;

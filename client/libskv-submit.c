@@ -297,6 +297,7 @@ SKV_EXPORT int skv_client_submit(struct skv_client *c, const struct skv_request 
 		.data_len = p.data_len,
 		.input_len = p.input_len,
 		.n_stop = p.n_stop,
+		.client_ns = skv_now_ns(),
 	};
 	c->slot_end[c->sub.mine & (c->sub.capacity - 1)] = c->data_tail;
 	memcpy(skv_ring_slot(&c->sub, 0), &s, sizeof(s));

@@ -166,6 +166,15 @@ struct skv_event {
 	uint32_t total_us;
 	uint32_t retry_after_ms; /* with SKV_ERROR_CODE_BUSY */
 
+	/* Timestamps on the host's CLOCK_MONOTONIC, for latency accounting (0: not known):
+	 * DELTA: when the worker produced the newest token in it, and when skvd sent it;
+	 * FINAL: when skvd read the submission, when the worker took the request, when skvd sent
+	 * the final. Compare them with clock_gettime(CLOCK_MONOTONIC) taken by the caller. */
+	uint64_t t_worker_ns;
+	uint64_t t_skvd_ns;
+	uint64_t t_seen_ns;
+	uint64_t t_taken_ns;
+
 	uint64_t reserved[4];
 };
 

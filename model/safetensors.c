@@ -355,8 +355,10 @@ static int open_index(struct skv_checkpoint *c, const char *path, json_object **
 	json_object_object_foreach(map, tname, fval)
 	{
 		if (!json_object_is_type(fval, json_type_string) || !safe_shard_name(json_object_get_string(fval))) {
+			/* the message first: tname lives in root */
+			int rc = skv_err_set(err, -EINVAL, "%s: tensor '%s' maps to an invalid file name", path, tname);
 			json_object_put(root);
-			return skv_err_set(err, -EINVAL, "%s: tensor '%s' maps to an invalid file name", path, tname);
+			return rc;
 		}
 		const char *fn = json_object_get_string(fval);
 		bool seen = false;

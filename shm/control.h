@@ -74,14 +74,16 @@ enum skv_ctl_finish {
 	SKV_CTL_FINISH_ERROR = 4, /* the worker refused or failed the request: error is -errno */
 };
 
+#define SKV_CTL_EVT_TAKEN 1u /* the worker took request id from its ring (no token) */
+
 struct skv_ctl_evt {
 	uint64_t id;
 	int32_t token;	      /* -1: none */
 	uint32_t n_generated; /* tokens generated so far, this one included */
 	uint16_t finish;      /* enum skv_ctl_finish */
-	uint16_t flags;	      /* SKV_CTL_EVT_FIRST_SCHEDULED */
+	uint16_t flags;	      /* SKV_CTL_EVT_* */
 	int32_t error;
-	uint64_t reserved;
+	uint64_t ns; /* CLOCK_MONOTONIC when the worker pushed this event */
 };
 _Static_assert(sizeof(struct skv_ctl_evt) == 32, "control event is pinned");
 
@@ -95,10 +97,11 @@ struct skv_ctl_engine {
 	uint32_t max_batch_tokens;
 	uint32_t max_seqs;
 	uint32_t max_context;
-	uint64_t kv_bytes; /* size of the KV arena region */
-	uint64_t weights_bytes; /* size of the weights image region */
+	uint64_t kv_bytes;	    /* size of the KV arena region (fd 5: a memfd, or a GPU region on CUDA) */
+	uint64_t weights_bytes;	    /* size of the weights image memfd (fd 4; on CUDA only its header) */
+	uint64_t weights_dev_bytes; /* CUDA: size of the GPU region holding the image's data (fd 8) */
 };
-_Static_assert(sizeof(struct skv_ctl_engine) == 48, "engine parameters are pinned");
+_Static_assert(sizeof(struct skv_ctl_engine) == 56, "engine parameters are pinned");
 
 struct skv_ctl_header {
 	uint32_t magic; /* SKV_CTL_MAGIC */
@@ -117,7 +120,7 @@ struct skv_ctl_header {
 	uint32_t evt_offset;
 	uint32_t pool_offset; /* bytes, of the int32 token pool */
 	struct skv_ctl_engine engine;
-	uint8_t reserved[144];
+	uint8_t reserved[136];
 };
 _Static_assert(sizeof(struct skv_ctl_header) == 256, "control header is pinned");
 

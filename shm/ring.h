@@ -118,6 +118,17 @@ static inline void skv_ring_release(struct skv_ring *r)
 	atomic_store_explicit(&r->sh->head, r->mine, memory_order_release);
 }
 
+/* Consumer: copies the next k records out (k <= avail) and frees their slots with one store of
+ * the head: a consumer that drains a batch moves the head's cache line once, not k times. */
+static inline void skv_ring_pop_n(struct skv_ring *r, void *out, uint32_t k)
+{
+	for (uint32_t i = 0; i < k; i++)
+		memcpy((uint8_t *)out + (size_t)i * r->rec_size,
+		       r->records + (size_t)((r->mine + i) & (r->capacity - 1)) * r->rec_size, r->rec_size);
+	r->mine += k;
+	atomic_store_explicit(&r->sh->head, r->mine, memory_order_release);
+}
+
 /* Consumer: copies the next record out (call only when avail > 0) and frees its slot. The copy
  * is what gets validated: the producer may scribble on the slot after this returns. */
 static inline void skv_ring_pop(struct skv_ring *r, void *out)

@@ -153,7 +153,8 @@ struct skv_wire_submit {
 	uint32_t data_len;
 	uint32_t input_len;
 	uint32_t n_stop;
-	uint8_t reserved[192];
+	uint64_t client_ns; /* CLOCK_MONOTONIC at submission, for latency accounting (0: not given) */
+	uint8_t reserved[184];
 };
 _Static_assert(sizeof(struct skv_wire_submit) == SKV_WIRE_RECORD, "submit record is pinned");
 
@@ -195,7 +196,10 @@ struct skv_wire_delta {
 	uint32_t reserved0;
 	int32_t ids[SKV_WIRE_DELTA_IDS];
 	char text[SKV_WIRE_DELTA_TEXT];
-	uint8_t reserved[16];
+	/* CLOCK_MONOTONIC (one clock for the whole host): when the worker produced the newest token
+	 * in this record, and when skvd wrote the record. For latency accounting. */
+	uint64_t worker_ns;
+	uint64_t skvd_ns;
 };
 _Static_assert(sizeof(struct skv_wire_delta) == SKV_WIRE_RECORD, "delta record is pinned");
 
@@ -212,7 +216,12 @@ struct skv_wire_final {
 	uint32_t ttft_us;    /* submit seen -> first token sent */
 	uint32_t total_us;   /* submit seen -> this record */
 	uint32_t retry_after_ms; /* with ERR_BUSY */
-	char message[208];	 /* NUL-terminated; why, for errors */
+	char message[184];	 /* NUL-terminated; why, for errors */
+	/* CLOCK_MONOTONIC: skvd read the submission, the worker took the request (0: never),
+	 * skvd wrote this record */
+	uint64_t seen_ns;
+	uint64_t taken_ns;
+	uint64_t skvd_ns;
 };
 _Static_assert(sizeof(struct skv_wire_final) == SKV_WIRE_RECORD, "final record is pinned");
 

@@ -164,6 +164,7 @@ static void chunking_and_batching(const char *args, int swiftkv)
 	}
 	skv_local_close(l);
 	tu_rmdir(dir);
+	free(dir);
 }
 
 static void test_chunking_plain(void **state)
@@ -262,6 +263,7 @@ static void test_sched_preemption(void **state)
 	skv_local_close(big);
 	skv_local_close(small);
 	tu_rmdir(dir);
+	free(dir);
 }
 
 static void test_sched_cancel_and_limits(void **state)
@@ -325,6 +327,7 @@ static void test_sched_cancel_and_limits(void **state)
 	assert_int_equal(c.finish[3], SKV_FINISH_CANCELLED);
 	skv_local_close(l);
 	tu_rmdir(dir);
+	free(dir);
 }
 
 /* A seeded sampled request gives the same tokens alone and in company. */
@@ -356,6 +359,7 @@ static void test_sched_seed(void **state)
 	assert_memory_not_equal(b.ids[0], b.ids[1], 16 * sizeof(int32_t));
 	skv_local_close(l);
 	tu_rmdir(dir);
+	free(dir);
 }
 
 /* ---- the sampler op ---- */

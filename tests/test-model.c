@@ -235,6 +235,7 @@ static void test_checkpoint_corrupt(void **state)
 	assert_int_equal(tu_sh("rm '%s/config.json'", d), 0);
 	expect_open_fails(d, "config.json");
 	tu_rmdir(d);
+	free(d);
 }
 
 static void test_sharded(void **state)
@@ -266,7 +267,9 @@ static void test_sharded(void **state)
 	assert_int_equal(tu_sh("cd '%s' && sed -i 's/\"model-00002-of-[0-9]*.safetensors\"/\"..\\/evil\"/' model.safetensors.index.json", d), 0);
 	expect_open_fails(d, "invalid file name");
 	tu_rmdir(d);
+	free(d);
 	tu_rmdir(e);
+	free(e);
 }
 
 /* bf16 and fp16 checkpoints convert exactly to the fp32 image */
@@ -306,6 +309,7 @@ static void test_image_dtypes(void **state)
 		skv_image_plan_free(p);
 		skv_checkpoint_free(c);
 		tu_rmdir(d);
+		free(d);
 	}
 }
 

@@ -102,6 +102,13 @@ float *tu_read_npy(const char *path, uint32_t *rows, uint32_t *cols)
 	return d;
 }
 
+long tu_time_scale(void)
+{
+	const char *s = getenv("SKV_TEST_TIME_SCALE");
+	long v = s ? atol(s) : 1;
+	return v >= 1 ? v : 1;
+}
+
 double tu_rel_err(const float *a, const float *b, size_t n)
 {
 	double md = 0, mb = 0;

@@ -20,5 +20,8 @@ const char *tu_tool(const char *env);
 char *tu_mkmodel(const char *args);
 /* Reads a .npy float32 2-D array; returns data (malloc) and its shape. */
 float *tu_read_npy(const char *path, uint32_t *rows, uint32_t *cols);
+/* Factor for time limits in tests of timing promises (SKV_TEST_TIME_SCALE: sanitizer builds run
+ * several times slower); 1 by default. */
+long tu_time_scale(void);
 /* max |a - b| / max |b| over one row */
 double tu_rel_err(const float *a, const float *b, size_t n);

@@ -55,7 +55,7 @@ int skv_sample_params_check(const struct skv_sample_params *sp, struct skv_err *
 	return 0;
 }
 
-const char *skv_finish_name(enum skv_finish f)
+const char *skv_sched_finish_name(enum skv_finish f)
 {
 	switch (f) {
 	case SKV_FINISH_NONE:

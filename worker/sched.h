@@ -44,7 +44,7 @@ enum skv_finish {
 	SKV_FINISH_CANCELLED, /* skv_sched_cancel */
 };
 
-const char *skv_finish_name(enum skv_finish f);
+const char *skv_sched_finish_name(enum skv_finish f);
 
 /* What happened to one request in a step. token >= 0 when a token was generated (logits then
  * points at the row it was sampled from when the engine keeps logits, else NULL; valid during the

@@ -1,7 +1,9 @@
 /* skv-worker: one replica's engine, spawned and watched by skvd.
  *
- *   skv-worker --ctl-fd N --weights-fd N --kv-fd N --req-efd N --evt-efd N --ppid PID
+ *   skv-worker --ctl-fd N --weights-fd N --kv-fd N --req-efd N --evt-efd N [--weights-dev-fd N] --ppid PID
  *
+ * On the CUDA backend the KV arena fd and --weights-dev-fd are GPU regions skvd created with the
+ * VMM API (keeper.h); the weights memfd then holds only the image's header and entry table.
  * It maps the regions skvd owns (the sealed weights image, the KV arena, the control segment),
  * builds its engine and scheduler, and loops: take requests from the request ring, run a step,
  * push token events into the event ring, ring skvd's doorbell, beat its heart. It holds nothing
@@ -24,12 +26,13 @@
 #include "control.h"
 #include "engine.h"
 #include "image.h"
+#include "keeper.h"
 #include "memfd.h"
 #include "ops.h"
 #include "sched.h"
 #include "wire.h"
 
-_Static_assert(SKV_WIRE_MAX_TOP_K == SKV_MAX_TOP_K && SKV_WIRE_MAX_TEMPERATURE == SKV_MAX_TEMPERATURE,
+_Static_assert(SKV_WIRE_MAX_TOP_K == SKV_MAX_TOP_K && (int)SKV_WIRE_MAX_TEMPERATURE == (int)SKV_MAX_TEMPERATURE,
 	       "skvd checks requests against the limits the engine enforces");
 
 static volatile sig_atomic_t stop_requested;
@@ -84,8 +87,9 @@ static void doorbell(int efd)
 
 /* Pushes one event; the loop guarantees room before each step, so a full ring here means skvd
  * broke the protocol. */
-static void push_event(struct worker *w, const struct skv_ctl_evt *ev)
+static void push_event(struct worker *w, struct skv_ctl_evt *ev)
 {
+	ev->ns = skv_now_ns();
 	while (skv_ring_push(&w->evt, ev) == -EAGAIN) {
 		doorbell(w->evt_efd);
 		heartbeat(w);
@@ -148,6 +152,9 @@ static int take_requests(struct worker *w)
 			push_event(w, &e);
 		} else {
 			atomic_fetch_add_explicit(&w->st->prompt_tokens, r.n_prompt, memory_order_relaxed);
+			/* tell skvd when the request arrived here (its latency accounting) */
+			struct skv_ctl_evt e = {.id = r.id, .token = -1, .flags = SKV_CTL_EVT_TAKEN};
+			push_event(w, &e);
 		}
 	}
 	return 0;
@@ -160,15 +167,24 @@ int main(int argc, char **argv)
 		{"ctl-fd", required_argument, NULL, 'c'},   {"weights-fd", required_argument, NULL, 'w'},
 		{"kv-fd", required_argument, NULL, 'k'},    {"req-efd", required_argument, NULL, 'r'},
 		{"evt-efd", required_argument, NULL, 'e'},  {"ppid", required_argument, NULL, 'p'},
+		{"weights-dev-fd", required_argument, NULL, 'd'},
 		{0},
 	};
-	int64_t ctl_fd = -1, weights_fd = -1, kv_fd = -1, req_efd = -1, evt_efd = -1, ppid = -1;
+	int64_t ctl_fd = -1, weights_fd = -1, kv_fd = -1, req_efd = -1, evt_efd = -1, ppid = -1, wdev_fd = -1;
+	struct skv_keeper_region wreg = {.fd = -1}, kvreg = {.fd = -1};
 	struct worker w = {0};
 	struct skv_err err = {0};
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		int64_t *dst = c == 'c' ? &ctl_fd : c == 'w' ? &weights_fd : c == 'k' ? &kv_fd : c == 'r' ? &req_efd : c == 'e' ? &evt_efd : c == 'p' ? &ppid : NULL;
+		int64_t *dst = c == 'c'	  ? &ctl_fd
+			       : c == 'w' ? &weights_fd
+			       : c == 'k' ? &kv_fd
+			       : c == 'r' ? &req_efd
+			       : c == 'e' ? &evt_efd
+			       : c == 'p' ? &ppid
+			       : c == 'd' ? &wdev_fd
+					  : NULL;
 		if (!dst || skv_parse_i64(optarg, 0, INT32_MAX, dst) < 0) {
 			fprintf(stderr, "skv-worker: started by skvd only (bad arguments)\n");
 			return 2;
@@ -210,22 +226,36 @@ int main(int argc, char **argv)
 	const struct skv_ctl_engine *ep = &w.hdr.engine;
 	void *weights = NULL, *kv = NULL;
 	const struct skv_image_header *img = NULL;
+	const void *wdata;
 	if (skv_memfd_check((int)weights_fd, ep->weights_bytes, SKV_SEALS_READONLY, NULL, &err) < 0 ||
-	    skv_memfd_map((int)weights_fd, ep->weights_bytes, false, &weights, &err) < 0 ||
-	    skv_image_check(weights, ep->weights_bytes, &img, &err) < 0 ||
-	    skv_memfd_check((int)kv_fd, ep->kv_bytes, SKV_SEALS_SIZE, NULL, &err) < 0 ||
-	    skv_memfd_map((int)kv_fd, ep->kv_bytes, true, &kv, &err) < 0)
+	    skv_memfd_map((int)weights_fd, ep->weights_bytes, false, &weights, &err) < 0)
 		goto fail;
-	if (ep->backend == 2)
-		rc = skv_backend_cuda_new(ep->device, &w.be, &err);
-	else
-		rc = skv_backend_cpu_new(ep->threads, &w.be, &err);
-	if (rc < 0)
-		goto fail;
+	if (ep->backend == 2) {
+		/* the backend first (it makes the device's context current), then skvd's regions
+		 * mapped into it: the weights' data and the KV arena stay resident across workers */
+		if (wdev_fd < 0) {
+			rc = skv_err_set(&err, -EPROTO, "CUDA backend without --weights-dev-fd");
+			goto fail;
+		}
+		if ((rc = skv_image_check_meta(weights, ep->weights_bytes, ep->weights_dev_bytes, &img, &err)) < 0 ||
+		    (rc = skv_backend_cuda_new(ep->device, &w.be, &err)) < 0 ||
+		    (rc = skv_keeper_import(ep->device, (int)wdev_fd, ep->weights_dev_bytes, &wreg, &err)) < 0 ||
+		    (rc = skv_keeper_import(ep->device, (int)kv_fd, ep->kv_bytes, &kvreg, &err)) < 0)
+			goto fail;
+		wdata = (const void *)(uintptr_t)wreg.va;
+		kv = (void *)(uintptr_t)kvreg.va;
+	} else {
+		if ((rc = skv_image_check(weights, ep->weights_bytes, &img, &err)) < 0 ||
+		    (rc = skv_memfd_check((int)kv_fd, ep->kv_bytes, SKV_SEALS_SIZE, NULL, &err)) < 0 ||
+		    (rc = skv_memfd_map((int)kv_fd, ep->kv_bytes, true, &kv, &err)) < 0 ||
+		    (rc = skv_backend_cpu_new(ep->threads, &w.be, &err)) < 0)
+			goto fail;
+		wdata = (const char *)weights + img->data_offset;
+	}
 	struct skv_engine_params eparams = {
 		.be = w.be,
 		.image = img,
-		.weights = (const char *)weights + img->data_offset,
+		.weights = wdata,
 		.kv_arena = kv,
 		.num_blocks = ep->num_blocks,
 		.block_size = ep->block_size,
@@ -310,6 +340,8 @@ fail:
 out:
 	skv_sched_free(w.sched);
 	skv_engine_free(w.engine);
+	skv_keeper_release(&kvreg);
+	skv_keeper_release(&wreg);
 	if (w.be)
 		w.be->ops->destroy(w.be);
 	return rc;

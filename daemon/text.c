@@ -1,0 +1,199 @@
+/* text.c: the model's tokenizer and chat template as skvd uses them. Client text is untrusted:
+ * special-token strings in it are encoded as plain text, so only the chat template itself can
+ * put <|eot_id|> and its kind into a prompt. A chat is rendered with a placeholder for each
+ * message's content; the template's own text between them is encoded with specials matched,
+ * each content (trimmed, as the template trims it) as plain text. The boundaries fall where the
+ * Llama-3 split regex cuts anyway (after a header's "\n\n", before <|eot_id|>), so the ids equal
+ * those of encoding the whole rendered text whenever the content holds no special strings.
+ * Streamed text skips special tokens and never splits a UTF-8 character. */
+#include <stdio.h>
+#include <string.h>
+
+#include "chat.h"
+#include "skvd-req.h"
+#include "tokenizer.h"
+
+struct skvd_text {
+	struct skv_tokenizer *tok;
+	struct skv_tokenizer_ws *ws;
+	struct skv_chat *chat; /* NULL when the model has no template we know */
+	size_t bound;	       /* most bytes one streamed token yields */
+};
+
+struct skv_detok {
+	struct skv_tokenizer_stream s;
+};
+
+int skvd_text_load(struct skvd *d, struct skv_err *err)
+{
+	struct skvd_text *t = calloc(1, sizeof(*t));
+	int r;
+
+	if (!t)
+		return skv_err_set(err, -ENOMEM, "out of memory");
+	d->text = t;
+	r = skv_tokenizer_load(d->cfg.model_path, &t->tok, err);
+	if (r < 0)
+		return r;
+	if (skv_tokenizer_n_ids(t->tok) > d->model.vocab)
+		return skv_err_set(err, -EINVAL, "%s: the tokenizer has %u ids, more than the model's vocab_size %u",
+				   d->cfg.model_path, skv_tokenizer_n_ids(t->tok), d->model.vocab);
+	if (skv_tokenizer_ws_new(t->tok, &t->ws) < 0)
+		return skv_err_set(err, -ENOMEM, "out of memory");
+	t->bound = skv_tokenizer_stream_bound(t->tok);
+	r = skv_chat_load(d->cfg.model_path, &t->chat, err);
+	if (r < 0) {
+		/* served anyway: raw prompts and ids still work; chat requests are refused */
+		skvd_log(SKVD_WARNING, "%s; chat requests will be refused", err->msg);
+		t->chat = NULL;
+		skv_err_clear(err);
+	} else if (t->chat->tmpl != SKV_CHAT_TEMPLATE_LLAMA3 && t->chat->tmpl != SKV_CHAT_TEMPLATE_LLAMA31) {
+		skvd_log(SKVD_WARNING, "%s: no chat template skvd knows; chat requests will be refused",
+			 d->cfg.model_path);
+	}
+	return 0;
+}
+
+void skvd_text_free(struct skvd *d)
+{
+	struct skvd_text *t = d->text;
+	if (!t)
+		return;
+	skv_chat_free(t->chat);
+	skv_tokenizer_ws_free(t->ws);
+	skv_tokenizer_free(t->tok);
+	free(t);
+	d->text = NULL;
+}
+
+int skvd_text_encode(struct skvd *d, const char *text, size_t len, int32_t **ret, uint32_t *ret_n, struct skv_err *err)
+{
+	ssize_t n = skv_tokenizer_encode_alloc(d->text->tok, text, len,
+					       SKV_TOKENIZER_ADD_SPECIAL | SKV_TOKENIZER_SPECIAL_AS_TEXT, ret, err);
+	if (n < 0)
+		return (int)n;
+	*ret_n = (uint32_t)n;
+	return 0;
+}
+
+/* Appends the ids of text[0..len) to ids (grown as needed). */
+static int append_ids(struct skvd_text *t, const char *text, size_t len, unsigned flags, int32_t **ids, uint32_t *n,
+		      uint32_t *cap, struct skv_err *err)
+{
+	const int32_t *v;
+	if (!len)
+		return 0;
+	ssize_t k = skv_tokenizer_encode(t->tok, t->ws, text, len, flags, &v, err);
+	if (k < 0)
+		return (int)k;
+	if (*n + (size_t)k > *cap) {
+		uint32_t nc = (uint32_t)SKV_MAX((size_t)*cap * 2, *n + (size_t)k);
+		int32_t *p = realloc(*ids, nc * sizeof(int32_t));
+		if (!p)
+			return skv_err_set(err, -ENOMEM, "out of memory");
+		*ids = p;
+		*cap = nc;
+	}
+	memcpy(*ids + *n, v, (size_t)k * sizeof(int32_t));
+	*n += (uint32_t)k;
+	return 0;
+}
+
+/* \x01 is not whitespace to Python's str.strip(), so the template's |trim keeps it */
+#define PLACEHOLDER "\x01skv-content-"
+
+int skvd_text_encode_chat(struct skvd *d, const struct skvd_chat_msg *m, uint32_t n, int32_t **ret, uint32_t *ret_n,
+			  struct skv_err *err)
+{
+	static const char *const roles[] = {"system", "user", "assistant"};
+	struct skvd_text *t = d->text;
+	struct skv_chat_message msgs[256];
+	char ph[256][32];
+	_cleanup_free_ char *text = NULL;
+	_cleanup_free_ int32_t *ids = NULL;
+	uint32_t n_ids = 0, cap = 0;
+	int r;
+
+	if (!t->chat || (t->chat->tmpl != SKV_CHAT_TEMPLATE_LLAMA3 && t->chat->tmpl != SKV_CHAT_TEMPLATE_LLAMA31))
+		return skv_err_set(err, -EOPNOTSUPP,
+				   "messages: the model has no chat template skvd knows; send a pre-rendered prompt "
+				   "instead");
+	if (n > SKV_ARRAY_SIZE(msgs))
+		return skv_err_set(err, -E2BIG, "messages: %u, more than the limit of %zu", n, SKV_ARRAY_SIZE(msgs));
+	for (uint32_t i = 0; i < n; i++) {
+		snprintf(ph[i], sizeof(ph[i]), PLACEHOLDER "%u\x01", i);
+		msgs[i] = (struct skv_chat_message){.role = roles[m[i].role], .role_len = strlen(roles[m[i].role]),
+						     .content = ph[i], .content_len = strlen(ph[i])};
+	}
+	ssize_t len = skv_chat_render(t->chat, msgs, n, true, &text, err);
+	if (len < 0)
+		return (int)len;
+	const char *p = text, *end = text + len;
+	while (p < end) {
+		const char *hit = memmem(p, (size_t)(end - p), PLACEHOLDER, strlen(PLACEHOLDER));
+		const char *stop = hit ? hit : end;
+		/* the template's own text: its special tokens are meant */
+		if ((r = append_ids(t, p, (size_t)(stop - p), 0, &ids, &n_ids, &cap, err)) < 0)
+			return r;
+		if (!hit)
+			break;
+		char *after;
+		unsigned long k = strtoul(hit + strlen(PLACEHOLDER), &after, 10);
+		if (k >= n || *after != '\x01')
+			return skv_err_set(err, -EPROTO, "chat template rendering went wrong");
+		/* the content, trimmed as the template trims it: plain text, whatever it contains */
+		size_t cs, cl;
+		skv_chat_trim(m[k].content, m[k].len, &cs, &cl);
+		if ((r = append_ids(t, m[k].content + cs, cl, SKV_TOKENIZER_SPECIAL_AS_TEXT, &ids, &n_ids, &cap, err)) < 0)
+			return r;
+		p = after + 1;
+	}
+	*ret = SKV_TAKE_PTR(ids);
+	*ret_n = n_ids;
+	return 0;
+}
+
+struct skv_detok *skvd_detok_new(struct skvd *d)
+{
+	struct skv_detok *t = calloc(1, sizeof(*t));
+	(void)d;
+	if (t)
+		skv_tokenizer_stream_init(&t->s, SKV_TOKENIZER_SKIP_SPECIAL);
+	return t;
+}
+
+void skvd_detok_free(struct skv_detok *t) { free(t); }
+
+int skvd_detok_push(struct skvd *d, struct skv_detok *t, int32_t id, char **buf, size_t *len, size_t *cap)
+{
+	size_t need = *len + d->text->bound + 1;
+	if (need > *cap) {
+		size_t nc = SKV_MAX(need, *cap * 2);
+		char *b = realloc(*buf, nc);
+		if (!b)
+			return -ENOMEM;
+		*buf = b;
+		*cap = nc;
+	}
+	ssize_t n = skv_tokenizer_stream_push(d->text->tok, &t->s, id, *buf + *len, *cap - *len);
+	if (n < 0)
+		return (int)n;
+	*len += (size_t)n;
+	return 0;
+}
+
+int skvd_detok_flush(struct skv_detok *t, char **buf, size_t *len, size_t *cap)
+{
+	if (*len + 5 > *cap) {
+		char *b = realloc(*buf, *len + 5);
+		if (!b)
+			return -ENOMEM;
+		*buf = b;
+		*cap = *len + 5;
+	}
+	ssize_t n = skv_tokenizer_stream_flush(&t->s, *buf + *len, *cap - *len);
+	if (n < 0)
+		return (int)n;
+	*len += (size_t)n;
+	return 0;
+}
