@@ -317,6 +317,10 @@ void skvd_request_on_event(struct skvd *d, struct skvd_replica *rp, const struct
 		q->t_taken_ns = ev->ns;
 		return;
 	}
+	if (ev->flags & SKV_CTL_EVT_SCHEDULED) { /* queueing ends when the engine first runs it */
+		q->t_scheduled_ns = ev->ns;
+		return;
+	}
 	q->t_worker_ns = ev->ns;
 
 	if (ev->token >= 0) {

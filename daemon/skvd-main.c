@@ -361,6 +361,9 @@ int main(int argc, char **argv)
 	d.next_req_id = 1;
 	d.watchdog = sd_watchdog_enabled(0, NULL) > 0;
 	signal(SIGPIPE, SIG_IGN);
+	/* CPU workers' OpenMP threads sleep when idle instead of spinning on cores skvd needs (read
+	 * by libgomp when a worker starts; an operator's own setting wins) */
+	setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
 
 	sigset_t mask;
 	sigemptyset(&mask);

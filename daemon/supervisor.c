@@ -160,6 +160,16 @@ void skvd_replicas_destroy(struct skvd *d)
 	d->n_replicas = 0;
 }
 
+/* threads = 0: the cores shared among the replicas, one kept for skvd and its clients (a busy
+ * CPU worker on every core starves the daemon that feeds it) */
+static uint32_t cpu_threads(const struct skvd *d)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 2)
+		return 1;
+	return (uint32_t)SKV_MAX(1L, (n - 1) / (long)SKV_MAX(d->n_replicas, 1u));
+}
+
 static void on_worker_exit(struct skvd *d, struct skvd_watch *w, uint32_t revents);
 static void on_worker_events(struct skvd *d, struct skvd_watch *w, uint32_t revents);
 
@@ -195,7 +205,7 @@ static int spawn_worker(struct skvd *d, struct skvd_replica *rp)
 	rp->hdr.engine = (struct skv_ctl_engine){
 		.backend = d->backend == SKVD_BACKEND_CUDA ? 2 : 1,
 		.device = rp->device,
-		.threads = c->threads ? c->threads : 0,
+		.threads = c->threads ? c->threads : cpu_threads(d),
 		.block_size = c->block_size,
 		.num_blocks = d->num_blocks,
 		.max_batch_tokens = c->max_batch_tokens,
@@ -397,8 +407,6 @@ void skvd_replica_flush(struct skvd *d, struct skvd_replica *rp)
 			.seed = q->seed,
 		};
 		q->state = SKVD_REQ_SENT;
-		if (!q->t_scheduled_ns)
-			q->t_scheduled_ns = skv_now_ns();
 		memcpy(skv_ring_slot(&rp->req_ring, 0), &rec, sizeof(rec));
 		rp->pool_end[rp->req_ring.mine & (2 * REQ_CAPACITY - 1)] = rp->pool_head;
 		skv_ring_commit(&rp->req_ring, 1);

@@ -74,7 +74,8 @@ enum skv_ctl_finish {
 	SKV_CTL_FINISH_ERROR = 4, /* the worker refused or failed the request: error is -errno */
 };
 
-#define SKV_CTL_EVT_TAKEN 1u /* the worker took request id from its ring (no token) */
+#define SKV_CTL_EVT_TAKEN 1u	   /* the worker took request id from its ring (no token) */
+#define SKV_CTL_EVT_SCHEDULED 2u /* request id runs its first step now (no token) */
 
 struct skv_ctl_evt {
 	uint64_t id;

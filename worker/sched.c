@@ -20,6 +20,7 @@ struct seq {
 	int32_t *blocks;     /* [max_blocks] block table */
 	uint32_t n_blocks;
 	bool cancelled;
+	bool scheduled_once; /* its first step was reported */
 	/* this step */
 	bool planned;
 	uint32_t chunk;
@@ -368,6 +369,14 @@ restart:
 	}
 	if (n_plan == 0)
 		return 0;
+	/* requests in their first step: the end of their queueing, for skvd's timings */
+	for (uint32_t i = 0; i < n_plan && cb; i++)
+		if (!s->plan[i]->scheduled_once) {
+			struct skv_sched_event ev = {.id = s->plan[i]->id, .token = -1, .scheduled = true,
+						     .n_prompt = s->plan[i]->n_prompt};
+			s->plan[i]->scheduled_once = true;
+			cb(userdata, &ev);
+		}
 
 	for (uint32_t i = 0; i < n_plan; i++) {
 		q = s->plan[i];

@@ -57,6 +57,7 @@ struct skv_sched_event {
 	enum skv_finish finish;
 	uint32_t n_prompt;
 	uint32_t n_generated;
+	bool scheduled; /* the request's first step is about to run (no token, no finish) */
 };
 typedef void (*skv_sched_event_fn)(void *userdata, const struct skv_sched_event *ev);
 

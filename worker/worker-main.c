@@ -101,6 +101,11 @@ static void push_event(struct worker *w, struct skv_ctl_evt *ev)
 static void on_event(void *userdata, const struct skv_sched_event *ev)
 {
 	struct worker *w = userdata;
+	if (ev->scheduled) {
+		struct skv_ctl_evt s = {.id = ev->id, .token = -1, .flags = SKV_CTL_EVT_SCHEDULED};
+		push_event(w, &s);
+		return;
+	}
 	struct skv_ctl_evt e = {
 		.id = ev->id,
 		.token = ev->token,
