@@ -66,6 +66,8 @@ void e2e_write_ini(struct e2e *e, const char *const *ov)
 				fprintf(f, "socket = %s\n", v ? v : e->sock);
 			else if (!strncmp(defaults[i], "server.admin_socket=", 20))
 				fprintf(f, "admin_socket = %s\n", v ? v : e->admin);
+			else if (!strncmp(defaults[i], "engine.backend=", 15) && !v && getenv("SKV_E2E_BACKEND"))
+				fprintf(f, "backend = %s\n", getenv("SKV_E2E_BACKEND")); /* cuda on a GPU machine */
 			else
 				fprintf(f, "%.*s = %s\n", klen, key, v ? v : eq + 1);
 		}

@@ -26,7 +26,8 @@ struct e2e {
 /* Kills the skvd the last e2e_start started if it still runs (a teardown for failed tests). */
 int e2e_teardown(void **state);
 
-/* Starts skvd on `model` with the harness's defaults (CPU backend, 2 replicas of 1 thread,
+/* Starts skvd on `model` with the harness's defaults (CPU backend, or $SKV_E2E_BACKEND: cuda on a
+ * GPU machine; 2 replicas of 1 thread,
  * private sockets, no groups) changed by `overrides`: "section.key=value" entries, NULL-ended.
  * Waits for READY=1 (fails the test, printing the log, if skvd exits or takes over 60 s). */
 void e2e_start(struct e2e *e, const char *model, const char *const *overrides);

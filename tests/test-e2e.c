@@ -70,6 +70,12 @@ static uint32_t skv_run_ids(const int32_t *ids, uint32_t n, uint32_t max_tokens,
 static void test_streams_equal_skv_run(void **state)
 {
 	(void)state;
+	if (getenv("SKV_E2E_BACKEND") && strcmp(getenv("SKV_E2E_BACKEND"), "cpu")) {
+		/* bf16 on a GPU: batch composition changes rounding, so exact equality with a lone
+		 * skv-run does not hold (test-cuda-model checks the GPU's numbers) */
+		skip();
+		return;
+	}
 	struct e2e e;
 	e2e_start(&e, model, NULL);
 	enum { N = 32, C = 4, MAXT = 12 };
@@ -255,10 +261,19 @@ static void test_worker_killed(void **state)
 	pid_t pids[2];
 	int restarts[2];
 
-	assert_int_equal(e2e_workers(&e, pids, restarts, NULL, 2), 2);
+	/* two CPU replicas; on a GPU machine one per GPU */
+	int nw = e2e_workers(&e, pids, restarts, NULL, 2);
+	assert_true(nw >= 1);
 	unsigned long ino = weights_inode(pids[0]);
 	assert_true(ino != 0);
-	assert_int_equal(weights_inode(pids[1]), ino);
+	if (nw > 1)
+		assert_int_equal(weights_inode(pids[1]), ino);
+	/* a greedy answer before the kill, to compare with one after it */
+	struct e2e_result *res = malloc(sizeof(*res)), *res2 = malloc(sizeof(*res2));
+	int32_t probe[12];
+	make_ids(probe, 12, 99);
+	ids_request(&req, probe, 12, 10);
+	assert_int_equal(e2e_run(c, &req, res), 0);
 	uint64_t rid[N];
 	bool streamed[N] = {false};
 	for (int i = 0; i < N; i++) {
@@ -296,26 +311,29 @@ static void test_worker_killed(void **state)
 			assert_int_equal(ev.finish, SKV_FINISH_REASON_LENGTH);
 		}
 	}
-	assert_int_equal(lost, N / 2); /* the killed worker's streams, and only those */
+	assert_int_equal(lost, N / nw); /* the killed worker's streams, and only those */
 	/* the promise: serving again within 2 s */
 	assert_true(e2e_wait_ready(&e, 2000 * (int)tu_time_scale()));
 	assert_true(now_ms() - t_kill < 2500 * tu_time_scale());
 	pid_t after[2];
-	assert_int_equal(e2e_workers(&e, after, restarts, NULL, 2), 2);
+	assert_int_equal(e2e_workers(&e, after, restarts, NULL, 2), nw);
 	assert_true(after[0] != pids[0]);
-	assert_int_equal(after[1], pids[1]);
+	if (nw > 1)
+		assert_int_equal(after[1], pids[1]);
 	assert_int_equal(restarts[0], 1);
 	/* the new worker maps the very same weights region: nothing was reloaded from disk */
 	assert_int_equal(weights_inode(after[0]), ino);
 	assert_int_equal(tu_sh("test $(grep -c 'loading ' '%s') -eq 1", e.log), 0);
-	/* and serves */
-	struct e2e_result *res = malloc(sizeof(*res));
-	ids_request(&req, prompt[0], 40, 8);
-	for (int i = 0; i < 4; i++) {
-		assert_int_equal(e2e_run(c, &req, res), 0);
-		assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
+	/* and serves, with the same weights: the same greedy answer as before the kill */
+	ids_request(&req, probe, 12, 10);
+	for (int i = 0; i < 2 * nw; i++) {
+		assert_int_equal(e2e_run(c, &req, res2), 0);
+		assert_int_equal(res2->final.finish, SKV_FINISH_REASON_LENGTH);
+		assert_int_equal(res2->n_ids, res->n_ids);
+		assert_memory_equal(res2->ids, res->ids, res->n_ids * sizeof(int32_t));
 	}
 	free(res);
+	free(res2);
 	skv_client_free(c);
 	assert_int_equal(e2e_stop(&e, 10000), 0);
 	tu_rmdir(e.dir);
@@ -362,8 +380,9 @@ static void test_skvd_killed(void **state)
 	(void)state;
 	struct e2e e;
 	e2e_start(&e, model, NULL);
-	pid_t pids[2];
-	assert_int_equal(e2e_workers(&e, pids, NULL, NULL, 2), 2);
+	pid_t pids[2] = {-1, -1};
+	int nw = e2e_workers(&e, pids, NULL, NULL, 2);
+	assert_true(nw >= 1);
 	struct skv_client *c = e2e_client(&e);
 	int32_t prompt[10];
 	struct skv_request req;
@@ -377,7 +396,7 @@ static void test_skvd_killed(void **state)
 	long end = now_ms() + 5000;
 	bool gone = false;
 	while (!gone && now_ms() < end) {
-		gone = kill(pids[0], 0) < 0 && kill(pids[1], 0) < 0;
+		gone = kill(pids[0], 0) < 0 && (nw < 2 || kill(pids[1], 0) < 0);
 		usleep(10000);
 	}
 	assert_true(gone);
@@ -708,8 +727,11 @@ static void test_soak(void **state)
 		skv_client_free(c);
 		rounds++;
 	}
-	usleep(300000);
 	assert_true(rounds > 5);
+	/* the last clients' teardown may still be under way: give it a moment, then insist */
+	long until = now_ms() + 3000 * tu_time_scale();
+	while ((e2e_kv_used(&e) != 0 || e2e_fd_count(e.pid) != fd0) && now_ms() < until)
+		usleep(50000);
 	assert_int_equal(e2e_kv_used(&e), 0);
 	int fd1 = e2e_fd_count(e.pid);
 	long rss1 = e2e_rss_kb(e.pid);
@@ -742,19 +764,22 @@ static void test_skvctl_and_cli(void **state)
 	assert_non_null(strstr(out, "ready"));
 	pid_t before[2], after[2];
 	int restarts[2];
-	assert_int_equal(e2e_workers(&e, before, NULL, NULL, 2), 2);
-	assert_int_equal(e2e_ctl(&e, out, sizeof(out), "restart-worker 1"), 0);
+	int nw = e2e_workers(&e, before, NULL, NULL, 2);
+	assert_true(nw >= 1);
+	const int last = nw - 1; /* the replica restarted */
+	assert_int_equal(e2e_ctl(&e, out, sizeof(out), "restart-worker %d", last), 0);
 	assert_true(e2e_ctl(&e, out, sizeof(out), "restart-worker 7 2>&1") != 0);
 	long end = now_ms() + 5000;
 	do {
 		usleep(20000);
 		e2e_workers(&e, after, restarts, NULL, 2);
-	} while ((after[1] == before[1] || after[1] <= 0) && now_ms() < end);
+	} while ((after[last] == before[last] || after[last] <= 0) && now_ms() < end);
 	assert_true(e2e_wait_ready(&e, 3000));
 	e2e_workers(&e, after, restarts, NULL, 2);
-	assert_int_equal(after[0], before[0]);
-	assert_true(after[1] != before[1]);
-	assert_int_equal(restarts[1], 1);
+	if (nw > 1)
+		assert_int_equal(after[0], before[0]);
+	assert_true(after[last] != before[last]);
+	assert_int_equal(restarts[last], 1);
 	/* exit codes: usage 2, cannot connect 3 */
 	assert_int_equal(e2e_ctl(&e, NULL, 0, "frobnicate 2>/dev/null"), 2);
 	snprintf(cmd, sizeof(cmd), "'%s' --socket '%s/nope' status 2>/dev/null", tu_tool("SKVCTL"), e.dir);
