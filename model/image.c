@@ -318,6 +318,9 @@ int skv_image_check(const void *image, size_t size, const struct skv_image_heade
 	const struct skv_image_header *h = image;
 	if (size < sizeof(*h))
 		return skv_err_set(err, -EINVAL, "weights image: %zu bytes, smaller than its header", size);
+	if (h->total_size != size)
+		return skv_err_set(err, -EINVAL, "weights image: %llu bytes by its header, %zu mapped",
+				   (unsigned long long)h->total_size, size);
 	return skv_image_check_meta(image, SKV_MIN(size, (size_t)h->data_offset), size > h->data_offset ? size - h->data_offset : 0,
 				    ret, err);
 }
@@ -327,7 +330,6 @@ int skv_image_check_meta(const void *meta, size_t meta_size, size_t data_size, c
 {
 	const struct skv_image_header *h = meta;
 	const struct skv_model_config *c;
-	const size_t size = meta_size + data_size;
 
 	if (meta_size < sizeof(*h))
 		return skv_err_set(err, -EINVAL, "weights image: %zu bytes of header, smaller than its header", meta_size);
@@ -337,9 +339,12 @@ int skv_image_check_meta(const void *meta, size_t meta_size, size_t data_size, c
 	if (c->version != SKV_MODEL_CONFIG_VERSION || c->size != sizeof(*c))
 		return skv_err_set(err, -EPROTO, "weights image: model config version %u, expected %u", c->version,
 				   SKV_MODEL_CONFIG_VERSION);
-	if (h->n_entries > 64u + 16u * SKV_MAX_LAYERS || h->total_size != size || h->data_offset != meta_size ||
-	    h->data_size != data_size || h->data_offset < sizeof(*h) + (uint64_t)h->n_entries * sizeof(struct skv_image_entry))
-		return skv_err_set(err, -EINVAL, "weights image: sizes do not add up (%zu bytes mapped)", size);
+	/* the data may sit in a larger region (a GPU allocation rounded to its granularity) */
+	if (h->n_entries > 64u + 16u * SKV_MAX_LAYERS || h->data_offset != meta_size || h->data_size > data_size ||
+	    h->total_size != h->data_offset + h->data_size ||
+	    h->data_offset < sizeof(*h) + (uint64_t)h->n_entries * sizeof(struct skv_image_entry))
+		return skv_err_set(err, -EINVAL, "weights image: sizes do not add up (%zu bytes of header, %zu of data)",
+				   meta_size, data_size);
 	if (h->dtype > SKV_DTYPE_F16 || c->n_layers == 0 || c->n_layers > SKV_MAX_LAYERS || h->kv_group == 0 ||
 	    h->kv_layers == 0 || h->kv_layers > c->n_layers || (c->n_layers - h->kv_layers) % h->kv_group ||
 	    h->cache_layers != h->kv_layers + (c->n_layers - h->kv_layers) / h->kv_group)

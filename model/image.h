@@ -111,7 +111,8 @@ int skv_image_fill(const struct skv_image_plan *p, void *dst, skv_image_progress
 int skv_image_check(const void *image, size_t size, const struct skv_image_header **ret, struct skv_err *err);
 
 /* The same for an image whose data lives elsewhere (on a GPU): meta is the header and entry
- * table (meta_size bytes, exactly data_offset), data_size the bytes of data next to it. */
+ * table (meta_size bytes, exactly data_offset), data_size the bytes of the region holding the
+ * data (at least the header's data_size). */
 int skv_image_check_meta(const void *meta, size_t meta_size, size_t data_size, const struct skv_image_header **ret,
 			 struct skv_err *err);
 

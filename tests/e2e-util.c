@@ -25,6 +25,7 @@ static const char *const defaults[] = {
 	"engine.max_batch_tokens=256",
 	"engine.max_seqs=16",
 	"engine.max_context=2048",
+	"engine.kv_cache_bytes=256M",
 	"server.socket=",
 	"server.admin_socket=",
 	"server.allow_group=",
