@@ -19,7 +19,7 @@
  * (skv_now_ns), the clock of libskv's event timestamps. A request's times start at its first
  * submission: TTFT ends at the first delta with text or ids (SKV_REQUEST_STREAM_IDS, so every
  * token is seen), e2e at its FINAL event, TPOT = (e2e - TTFT) / (output tokens - 1), queue at
- * the worker taking it (the FINAL's t_taken_ns). A BUSY answer is retried after its
+ * the engine first scheduling it (the FINAL's t_seen_ns + queue_us). A BUSY answer is retried after its
  * retry_after_ms (counted, and inside the request's times); any other error fails the request
  * (counted by code).
  *
@@ -488,7 +488,9 @@ static void on_event(struct run *r, uint32_t ci, const struct skv_event *ev, uin
 	}
 	q->prompt_tokens = ev->prompt_tokens;
 	q->completion_tokens = ev->completion_tokens;
-	q->t_taken = ev->t_taken_ns;
+	/* queueing ends when the engine first schedules the request: skvd's queue_us counts from
+	 * when it read the submission */
+	q->t_taken = ev->t_seen_ns ? ev->t_seen_ns + (uint64_t)ev->queue_us * 1000 : 0;
 	if (ev->finish == SKV_FINISH_REASON_STOP || ev->finish == SKV_FINISH_REASON_LENGTH) {
 		req_end(r, q, true, 0, now);
 		return;
