@@ -138,6 +138,18 @@ bool e2e_notified(struct e2e *e, const char *want, int timeout_ms)
 }
 
 static pid_t current_pid; /* a failed test's stack is gone: keep the pid, not the struct */
+bool e2e_socket_activation;
+
+static int bind_unix(const char *path, int type)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, type, 0);
+	assert_true(fd >= 0 && strlen(path) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	return fd;
+}
 
 int e2e_teardown(void **state)
 {
@@ -173,6 +185,11 @@ void e2e_start(struct e2e *e, const char *model, const char *const *ov)
 	assert_int_equal(bind(e->notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 
 	const char *skvd = tu_tool("SKVD");
+	int act[2] = {-1, -1};
+	if (e2e_socket_activation) {
+		act[0] = bind_unix(e->sock, SOCK_SEQPACKET);
+		act[1] = bind_unix(e->admin, SOCK_STREAM);
+	}
 	e->pid = fork();
 	assert_true(e->pid >= 0);
 	if (e->pid == 0) {
@@ -183,11 +200,25 @@ void e2e_start(struct e2e *e, const char *model, const char *const *ov)
 		}
 		setenv("NOTIFY_SOCKET", e->notify_path, 1);
 		unsetenv("LISTEN_FDS");
+		if (act[0] >= 0) { /* as systemd passes them: fds 3 and 4, named */
+			char pid[16];
+			int a = fcntl(act[0], F_DUPFD, 100), b = fcntl(act[1], F_DUPFD, 100);
+			if (a < 0 || b < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0)
+				_exit(126);
+			snprintf(pid, sizeof(pid), "%d", (int)getpid());
+			setenv("LISTEN_FDS", "2", 1);
+			setenv("LISTEN_PID", pid, 1);
+			setenv("LISTEN_FDNAMES", "client:admin", 1);
+		}
 		unsetenv("JOURNAL_STREAM");
 		execl(skvd, "skvd", "--config", e->ini, (char *)NULL);
 		_exit(127);
 	}
 	current_pid = e->pid;
+	if (act[0] >= 0) {
+		close(act[0]);
+		close(act[1]);
+	}
 	if (!e2e_notified(e, "READY=1", 60000)) {
 		e2e_dump_log(e);
 		fail_msg("skvd did not become ready");

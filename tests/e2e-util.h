@@ -23,6 +23,10 @@ struct e2e {
 	const char *model;
 };
 
+/* When true, e2e_start binds the client and admin sockets itself and hands them to skvd the way
+ * systemd's socket activation does (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES=client:admin). */
+extern bool e2e_socket_activation;
+
 /* Kills the skvd the last e2e_start started if it still runs (a teardown for failed tests). */
 int e2e_teardown(void **state);
 

@@ -857,6 +857,34 @@ static void test_skvctl_and_cli(void **state)
 	tu_rmdir(e.dir);
 }
 
+/* Socket activation: skvd serves on the sockets it was handed (LISTEN_FDS with names), binds
+ * none itself, and leaves them in place when it stops. */
+static void test_socket_activation(void **state)
+{
+	(void)state;
+	struct e2e e;
+	e2e_socket_activation = true;
+	e2e_start(&e, model, NULL);
+	e2e_socket_activation = false;
+	assert_int_equal(tu_sh("grep -q 'socket-activated' '%s'", e.log), 0);
+	struct skv_client *c = e2e_client(&e);
+	struct e2e_result *res = malloc(sizeof(*res));
+	struct skv_request req;
+	int32_t prompt[5] = {1, 2, 3, 4, 5};
+	ids_request(&req, prompt, 5, 4);
+	assert_int_equal(e2e_run(c, &req, res), 0);
+	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
+	assert_int_equal(res->n_ids, 4);
+	assert_int_equal(e2e_ctl(&e, NULL, 0, "status"), 0);
+	free(res);
+	skv_client_free(c);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	struct stat st;
+	assert_int_equal(stat(e.sock, &st), 0); /* systemd's, not skvd's to remove */
+	assert_true(S_ISSOCK(st.st_mode));
+	tu_rmdir(e.dir);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -886,6 +914,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_reload, e2e_teardown),
 		cmocka_unit_test_teardown(test_drain, e2e_teardown),
 		cmocka_unit_test_teardown(test_skvctl_and_cli, e2e_teardown),
+		cmocka_unit_test_teardown(test_socket_activation, e2e_teardown),
 		cmocka_unit_test_teardown(test_soak, e2e_teardown),
 	};
 	signal(SIGPIPE, SIG_IGN);
