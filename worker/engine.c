@@ -204,8 +204,13 @@ int skv_engine_new(const struct skv_engine_params *p, struct skv_engine **ret, s
 			goto fail;
 		}
 	}
-	size_t layer_bytes = skv_engine_kv_bytes(h, e->ops->kv_dtype, p->num_blocks, p->block_size) /
-			     (2 * (size_t)e->cache_layers);
+	size_t kv_bytes = skv_engine_kv_bytes(h, e->ops->kv_dtype, p->num_blocks, p->block_size);
+	if (!kv_bytes || (uint64_t)p->num_blocks * p->block_size > INT32_MAX) { /* slots are int32 */
+		r = skv_err_set(err, -E2BIG, "engine: %u blocks of %u tokens is more KV than the engine addresses",
+				p->num_blocks, p->block_size);
+		goto fail;
+	}
+	size_t layer_bytes = kv_bytes / (2 * (size_t)e->cache_layers);
 	for (uint32_t l = 0; l < e->cache_layers; l++) {
 		e->cache[l].k = (char *)p->kv_arena + (2 * (size_t)l) * layer_bytes;
 		e->cache[l].v = (char *)p->kv_arena + (2 * (size_t)l + 1) * layer_bytes;
@@ -497,7 +502,10 @@ int skv_engine_step(struct skv_engine *e, const struct skv_step_seq *seqs, uint3
 	}
 	/* Rows and block-table widths: padded for a recording, exact otherwise. */
 	const uint32_t Tp = decode ? pad_rows(n_seqs, SKV_MIN(e->p.max_seqs, e->p.max_batch_tokens)) : T;
-	const uint32_t Rp = decode ? Tp : graphs && n_surv ? pad_rows(n_surv, e->p.max_seqs) : n_surv;
+	/* padded survivor rows run through buffers of max_batch_tokens rows */
+	const uint32_t Rp = decode ? Tp
+			   : graphs && n_surv ? pad_rows(n_surv, SKV_MIN(e->p.max_seqs, e->p.max_batch_tokens))
+					      : n_surv;
 	const uint32_t sa = decode ? pad_blocks(max_ctx, B, maxb) : maxb;
 	const uint32_t ss = decode ? sa : graphs ? pad_blocks(max_surv_ctx, B, maxb) : maxb;
 

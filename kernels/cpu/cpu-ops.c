@@ -118,7 +118,9 @@ static void cpu_attention(struct skv_backend *be, void *out, const void *q, uint
 		const int32_t *bt = b->block_tables + (size_t)s * b->max_blocks;
 		const int32_t work = nq * (int32_t)n_heads;
 
-#pragma omp parallel for schedule(dynamic, 1) if (work > 1)
+		/* the scratch has a row per thread of this backend: the team must not be larger
+		 * (omp_set_num_threads is process-wide, and another backend may have changed it) */
+#pragma omp parallel for schedule(dynamic, 1) if (work > 1) num_threads(cb->threads)
 		for (int32_t w = 0; w < work; w++) {
 			const int32_t j = w / (int32_t)n_heads, h = w % (int32_t)n_heads;
 			const int32_t pos = ctx - nq + j; /* attends to 0..pos */
