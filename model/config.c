@@ -407,6 +407,35 @@ int skv_model_config_parse(const char *json, size_t len, const char *name, struc
 	return 0;
 }
 
+int skv_model_config_validate(const struct skv_model_config *c, const char *name, struct skv_err *err)
+{
+	if (c->version != SKV_MODEL_CONFIG_VERSION || c->size != sizeof(*c))
+		return skv_err_set(err, -EPROTO, "%s: model config version %u, expected %u", name, c->version,
+				   SKV_MODEL_CONFIG_VERSION);
+	if (!c->n_layers || c->n_layers > SKV_MAX_LAYERS || !c->hidden || c->hidden > SKV_MAX_HIDDEN ||
+	    !c->intermediate || c->intermediate > SKV_MAX_INTERMEDIATE || !c->n_heads || c->n_heads > SKV_MAX_HEADS ||
+	    !c->n_kv_heads || c->n_heads % c->n_kv_heads || !c->vocab || c->vocab > SKV_MAX_VOCAB ||
+	    c->head_dim < 2 || c->head_dim % 2 || c->head_dim > SKV_MAX_HEAD_DIM || !c->max_position)
+		return skv_err_set(err, -EINVAL, "%s: model shape out of range", name);
+	if (!c->kv_layers || c->kv_layers > c->n_layers || !c->kv_group || (c->n_layers - c->kv_layers) % c->kv_group)
+		return skv_err_set(err, -EINVAL, "%s: SwiftKV layers and groups do not divide", name);
+	if (c->n_eos > SKV_MAX_EOS || (c->bos_id >= 0 && (uint32_t)c->bos_id >= c->vocab) || c->gen_top_k < 0 ||
+	    c->gen_top_k > SKV_MAX_GEN_TOP_K || !(c->gen_top_p > 0 && c->gen_top_p <= 1) ||
+	    !(c->gen_temperature >= 0 && c->gen_temperature <= 100))
+		return skv_err_set(err, -EINVAL, "%s: token ids or sampling defaults out of range", name);
+	for (uint32_t i = 0; i < c->n_eos; i++)
+		if (c->eos_ids[i] < 0 || (uint32_t)c->eos_ids[i] >= c->vocab)
+			return skv_err_set(err, -EINVAL, "%s: eos token id %d is not below vocab_size %u", name, c->eos_ids[i],
+					   c->vocab);
+	if (!(c->rms_eps >= 0 && c->rms_eps <= 1) || !(c->rope_theta >= 1 && c->rope_theta <= 1e12f) ||
+	    c->rope_type > SKV_ROPE_LINEAR || !(c->rope_factor >= 1 && c->rope_factor <= 1e6f) ||
+	    (c->rope_type == SKV_ROPE_LLAMA3 &&
+	     (!(c->rope_high_freq_factor > c->rope_low_freq_factor) || !(c->rope_low_freq_factor > 0) ||
+	      !c->rope_orig_max_position)))
+		return skv_err_set(err, -EINVAL, "%s: norm or RoPE parameters out of range", name);
+	return 0;
+}
+
 int skv_model_config_parse_generation(const char *json, size_t len, const char *name,
 				      struct skv_model_config *cfg, struct skv_err *err)
 {
@@ -439,7 +468,7 @@ int skv_model_config_parse_generation(const char *json, size_t len, const char *
 			return r;
 		if (r)
 			c.gen_top_p = d > 0 ? (float)d : 1.0f;
-		if ((r = get_int(root, "top_k", name, 0, INT32_MAX, &v, err)) < 0)
+		if ((r = get_int(root, "top_k", name, 0, SKV_MAX_GEN_TOP_K, &v, err)) < 0)
 			return r;
 		if (r)
 			c.gen_top_k = (int32_t)v;

@@ -336,9 +336,9 @@ int skv_image_check_meta(const void *meta, size_t meta_size, size_t data_size, c
 	if (h->magic != SKV_IMAGE_MAGIC || h->version != SKV_IMAGE_VERSION || h->header_size != sizeof(*h))
 		return skv_err_set(err, -EPROTO, "weights image: bad magic, version or header size");
 	c = &h->config;
-	if (c->version != SKV_MODEL_CONFIG_VERSION || c->size != sizeof(*c))
-		return skv_err_set(err, -EPROTO, "weights image: model config version %u, expected %u", c->version,
-				   SKV_MODEL_CONFIG_VERSION);
+	int rc = skv_model_config_validate(c, "weights image", err);
+	if (rc < 0)
+		return rc;
 	/* the data may sit in a larger region (a GPU allocation rounded to its granularity) */
 	if (h->n_entries > 64u + 16u * SKV_MAX_LAYERS || h->data_offset != meta_size || h->data_size > data_size ||
 	    h->total_size != h->data_offset + h->data_size ||
@@ -376,6 +376,8 @@ int skv_image_check_meta(const void *meta, size_t meta_size, size_t data_size, c
 		need[nn++] = (struct need){SKV_W_NORM_SKV, 1, H};
 		need[nn++] = (struct need){SKV_W_KV_SKV, F * 2 * nkv * d, H};
 	}
+	if (F && c->attention_bias)
+		need[nn++] = (struct need){SKV_W_KV_SKV_BIAS, 1, F * 2 * nkv * d};
 	for (int k = 0; k < nn; k++) {
 		const struct skv_image_entry *x = skv_image_find(h, need[k].k, 0);
 		if (!x || x->rows != need[k].rows || x->cols != need[k].cols)
@@ -392,6 +394,13 @@ int skv_image_check_meta(const void *meta, size_t meta_size, size_t data_size, c
 		    o->cols != nh * d || !m || m->cols != H || !g || g->rows != 2 * I || g->cols != H || !dn ||
 		    dn->rows != H || dn->cols != I)
 			return skv_err_set(err, -EINVAL, "weights image: layer %u tensors missing or misshapen", l);
+		/* biases the config announces: one row each, as long as the projection's output */
+		const struct skv_image_entry *qb = skv_image_find(h, SKV_W_QKV_BIAS, l), *ob = skv_image_find(h, SKV_W_O_BIAS, l),
+					     *gb = skv_image_find(h, SKV_W_GATE_UP_BIAS, l),
+					     *db = skv_image_find(h, SKV_W_DOWN_BIAS, l);
+		if ((c->attention_bias && (!qb || qb->rows != 1 || qb->cols != qrows || !ob || ob->rows != 1 || ob->cols != H)) ||
+		    (c->mlp_bias && (!gb || gb->rows != 1 || gb->cols != 2 * I || !db || db->rows != 1 || db->cols != H)))
+			return skv_err_set(err, -EINVAL, "weights image: layer %u biases missing or misshapen", l);
 	}
 	*ret = h;
 	return 0;

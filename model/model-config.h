@@ -67,11 +67,17 @@ struct skv_model_config {
 #define SKV_MAX_HEAD_DIM 512u
 #define SKV_MAX_VOCAB (1u << 22)
 #define SKV_MAX_INTERMEDIATE (1u << 20)
+#define SKV_MAX_GEN_TOP_K 1000000 /* generation_config.json top_k (the engine's own limit) */
 
 /* Parse config.json text (len bytes, not NUL-terminated) into ret. name is used in messages.
  * Returns 0 or a negative errno with err saying which key is wrong and why. */
 int skv_model_config_parse(const char *json, size_t len, const char *name, struct skv_model_config *ret,
 			   struct skv_err *err);
+
+/* The invariants every consumer relies on (layer, head and group arithmetic, limits, ids below
+ * the vocabulary, finite rope parameters), for a config from anywhere: a parsed file, or one
+ * copied into a weights image another process wrote. */
+int skv_model_config_validate(const struct skv_model_config *c, const char *name, struct skv_err *err);
 
 /* Merge generation_config.json text into cfg (bos/eos and sampling defaults). */
 int skv_model_config_parse_generation(const char *json, size_t len, const char *name,
