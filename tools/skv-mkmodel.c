@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <glob.h>
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
@@ -111,8 +112,9 @@ static float value(const struct wtensor *t, uint64_t seed, uint64_t i)
 		float m = 0.0f;
 		for (uint32_t b = 0; b < t->n_base; b++)
 			m += noise(seed ^ name_hash(t->base[b]), i);
-		/* the base tensors are NORMAL with the same scale as this one's nominal std */
-		v = t->base_mix * m / (float)t->n_base;
+		/* the base tensors' noise, at their scale (base_mix): for a norm that is the noise
+		 * around the 1 they share */
+		v += t->base_mix * m / (float)t->n_base;
 	}
 	return v + t->scale * noise(seed ^ name_hash(t->name), i);
 }
@@ -390,6 +392,23 @@ int main(int argc, char **argv)
 		fprintf(stderr, "skv-mkmodel: %s: %s%s\n", out, strerror(errno),
 			errno == EEXIST ? " (use --force to overwrite)" : "");
 		return 1;
+	}
+
+	/* --force over an earlier checkpoint: its index and shards must not outlive it (a loader
+	 * prefers the index) */
+	{
+		char old[4096];
+		snprintf(old, sizeof(old), "%s/model.safetensors.index.json", out);
+		unlink(old);
+		snprintf(old, sizeof(old), "%s/model.safetensors", out);
+		unlink(old);
+		glob_t g;
+		snprintf(old, sizeof(old), "%s/model-[0-9]*-of-[0-9]*.safetensors", out);
+		if (glob(old, 0, NULL, &g) == 0) {
+			for (size_t k = 0; k < g.gl_pathc; k++)
+				unlink(g.gl_pathv[k]);
+			globfree(&g);
+		}
 	}
 
 	/* The tensor list, in the order transformers writes a Llama. */
