@@ -390,6 +390,11 @@ static int set_value(struct parser *p, const struct key *k, const char *v)
 				    k->size - 1);
 		if ((k->flags & KEY_NONEMPTY) && !len)
 			return fail(p, p->line, k, -EINVAL, "must not be empty");
+		/* a value that starts like a comment reads back as one once written out with the
+		 * usual " = " (and confuses people reading the file): refused */
+		if (len && (v[0] == ';' || v[0] == '#'))
+			return fail(p, p->line, k, -EINVAL, "a value must not start with '%c' (it reads as a comment)",
+				    v[0]);
 		if ((k->flags & KEY_ABSOLUTE) && v[0] != '/')
 			return fail(p, p->line, k, -EINVAL, "\"%s\" is not an absolute path", v);
 		if ((k->flags & KEY_GROUP) && len && !valid_group_name(v))

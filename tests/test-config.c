@@ -435,6 +435,8 @@ static void test_bad_files(void **state)
 		{"[engine]\ndevices =\n", 2, "[engine] devices", "an empty item"},
 		/* strings */
 		{"[model]\npath =\n", 2, "[model] path", "must not be empty"},
+		{"[model]\npath =; /srv/models/x\n", 2, "[model] path", "must not start with ';'"},
+		{"[server]\nallow_group = #skv\n", 2, "[server] allow_group", "must not start with '#'"},
 		{"[model]\nname = a\tb\n", 2, "[model] name", "control character"},
 		{"[server]\nsocket = run/skvd.sock\n", 2, "[server] socket", "not an absolute path"},
 		{"[server]\nallow_group = 1abc\n", 2, "[server] allow_group", "not a valid group name"},
