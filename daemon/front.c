@@ -106,9 +106,12 @@ static void on_client_listen(struct skvd *d, struct skvd_watch *w, uint32_t reve
 		} else if (d->draining) {
 			refusal = SKV_WELCOME_SHUTDOWN;
 			why = "skvd is shutting down";
+		} else if (d->n_sessions >= d->cfg.max_clients) {
+			refusal = SKV_WELCOME_FULL;
+			why = "too many clients";
 		}
-		if (d->n_sessions >= d->cfg.max_clients) {
-			refuse(fd, SKV_WELCOME_FULL, "too many clients");
+		/* refused peers still waiting for their answer are bounded too: past that, a bare close */
+		if (d->n_sessions >= d->cfg.max_clients + 64) {
 			close(fd);
 			continue;
 		}
@@ -339,13 +342,11 @@ static int handle_submit(struct skvd *d, struct skvd_session *s, const struct sk
 static void on_session_sub(struct skvd *d, struct skvd_watch *w, uint32_t revents)
 {
 	struct skvd_session *s = w->data;
-	uint64_t v;
 	(void)revents;
 
 	if (s->closing)
 		return;
-	while (read(s->sub_efd, &v, sizeof(v)) > 0)
-		;
+	/* the doorbell is not read (see skvd_doorbell): each ring of it wakes the poll again */
 	int n = skv_ring_avail(&s->sub);
 	if (n < 0) {
 		skvd_session_close(d, s, "protocol error: submission ring indices out of range");
@@ -363,15 +364,24 @@ static void on_session_sub(struct skvd *d, struct skvd_watch *w, uint32_t revent
 	}
 }
 
+/* Marks a session for closing at the next flush: emitting happens inside request code that is
+ * in the middle of ending requests, so closing (which ends the session's requests) must not
+ * happen under it. */
+static void session_break(struct skvd_session *s, const char *why)
+{
+	if (!s->broken)
+		s->broken = why;
+}
+
 void skvd_session_emit(struct skvd *d, struct skvd_session *s, const void *rec)
 {
 	(void)d;
-	if (s->closing)
+	if (s->closing || s->broken)
 		return;
 	if (s->out_len == 0) {
 		int space = skv_ring_space(&s->cmp);
 		if (space < 0) {
-			skvd_session_close(d, s, "protocol error: completion ring indices out of range");
+			session_break(s, "protocol error: completion ring indices out of range");
 			return;
 		}
 		if (space > 0) {
@@ -384,13 +394,13 @@ void skvd_session_emit(struct skvd *d, struct skvd_session *s, const void *rec)
 	/* the client is behind: park the record */
 	if (s->out_len == s->out_cap) {
 		if (s->out_cap >= OUT_MAX) {
-			skvd_session_close(d, s, "the client stopped reading its completion ring");
+			session_break(s, "the client stopped reading its completion ring");
 			return;
 		}
 		uint32_t cap = s->out_cap ? 2 * s->out_cap : 64;
 		uint8_t *o = malloc((size_t)cap * SKV_WIRE_RECORD);
 		if (!o) {
-			skvd_session_close(d, s, "out of memory");
+			session_break(s, "out of memory");
 			return;
 		}
 		for (uint32_t i = 0; i < s->out_len; i++)
@@ -444,6 +454,8 @@ void skvd_sessions_flush(struct skvd *d)
 	struct skvd_session *s = d->sessions, *next;
 	for (; s; s = next) {
 		next = s->next;
+		if (s->broken && !s->closing)
+			skvd_session_close(d, s, s->broken);
 		if (s->closing) {
 			session_free(d, s);
 			continue;
@@ -452,6 +464,7 @@ void skvd_sessions_flush(struct skvd *d)
 			int space = skv_ring_space(&s->cmp);
 			if (space < 0) {
 				skvd_session_close(d, s, "protocol error: completion ring indices out of range");
+				session_free(d, s);
 				continue;
 			}
 			while (space > 0 && s->out_len) {
@@ -464,9 +477,7 @@ void skvd_sessions_flush(struct skvd *d)
 			}
 		}
 		if (s->rang) {
-			uint64_t one = 1;
-			ssize_t n = write(s->cmp_efd, &one, sizeof(one));
-			(void)n;
+			skvd_doorbell(d, s->cmp_efd);
 			s->rang = false;
 		}
 	}

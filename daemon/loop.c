@@ -58,8 +58,8 @@ static struct io_uring_sqe *get_sqe(struct skvd *d)
 static void arm(struct skvd *d, struct skvd_watch *w, uint32_t events)
 {
 	struct io_uring_sqe *sqe = get_sqe(d);
-	if (!sqe) { /* cannot happen after a submit freed the SQ; retried at the next tick */
-		skvd_log(SKVD_ERR, "io_uring: no submission entry for fd %d", w->fd);
+	if (!sqe) { /* the SQ stayed full after a submit: tried again at the next iteration */
+		d->rearm = true;
 		return;
 	}
 	io_uring_prep_poll_multishot(sqe, w->fd, events);
@@ -84,11 +84,23 @@ struct skvd_watch *skvd_watch_add(struct skvd *d, int fd, uint32_t events, skvd_
 	return w;
 }
 
+void skvd_doorbell(struct skvd *d, int fd)
+{
+	static const uint64_t one = 1; /* static: it must outlive the write */
+	struct io_uring_sqe *sqe = get_sqe(d);
+	if (!sqe)
+		return; /* a doorbell is a hint: the peer looks at its ring indices anyway */
+	io_uring_prep_write(sqe, fd, &one, sizeof(one), 0);
+	io_uring_sqe_set_data(sqe, NULL); /* its completion is ignored */
+}
+
 void skvd_watch_del(struct skvd *d, struct skvd_watch *w)
 {
 	if (!w || w->removing)
 		return;
 	w->removing = true;
+	if (d->dispatching == w)
+		return; /* its own function deletes it: freed once the dispatch sees it unarmed */
 	if (w->armed) {
 		struct io_uring_sqe *sqe = get_sqe(d);
 		if (sqe) {
@@ -97,6 +109,7 @@ void skvd_watch_del(struct skvd *d, struct skvd_watch *w)
 			/* submit now: the removal must reach the kernel before this address can be
 			 * reused by a new watch */
 			io_uring_submit(&d->ring);
+			w->remove_sent = true;
 			return;
 		}
 	}
@@ -111,6 +124,12 @@ int skvd_loop_run_once(struct skvd *d, int timeout_ms)
 	unsigned head, seen = 0;
 	int r;
 
+	if (d->rearm) {
+		d->rearm = false;
+		for (struct skvd_watch *w = d->live_watches; w; w = w->next_live)
+			if (!w->armed && !w->removing)
+				arm(d, w, w->events);
+	}
 	r = io_uring_submit_and_wait_timeout(&d->ring, &cqe, 1, &ts, NULL);
 	if (r < 0 && r != -ETIME && r != -EINTR)
 		return r;
@@ -124,10 +143,23 @@ int skvd_loop_run_once(struct skvd *d, int timeout_ms)
 		bool more = cqe->flags & IORING_CQE_F_MORE;
 		if (!more)
 			w->armed = false;
-		if (cqe->res >= 0 && !w->removing)
+		if (cqe->res >= 0 && !w->removing) {
+			d->dispatching = w;
 			w->fn(d, w, (uint32_t)cqe->res);
+			d->dispatching = NULL;
+		}
 		else if (cqe->res < 0 && cqe->res != -ECANCELED && !w->removing)
 			skvd_log(SKVD_WARNING, "io_uring: poll on fd %d failed: %s", w->fd, strerror(-cqe->res));
+		if (w->removing && w->armed && !w->remove_sent) {
+			/* deleted by its own function while its poll is still in the ring */
+			struct io_uring_sqe *sqe = get_sqe(d);
+			if (sqe) {
+				io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)w);
+				io_uring_sqe_set_data(sqe, NULL);
+				io_uring_submit(&d->ring);
+				w->remove_sent = true;
+			}
+		}
 		if (!w->armed) {
 			if (w->removing) {
 				w->next_dead = d->dead_watches;

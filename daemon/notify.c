@@ -36,8 +36,9 @@ void skvd_journal_request(struct skvd *d, const struct skvd_req *q)
 	unsigned long long dur = (now - q->t_submit_ns) / 1000000;
 	const char *fin = skv_wire_finish_name(q->finish);
 	const char *err = skv_wire_error_name(q->error);
-	int rep = q->rep ? (int)q->rep->index : -1;
-	int dev = q->rep ? q->rep->device : -1;
+	const struct skvd_replica *r = q->rep ? q->rep : q->last_rep;
+	int rep = r ? (int)r->index : -1;
+	int dev = r ? r->device : -1;
 	(void)d;
 	if (getenv("JOURNAL_STREAM")) {
 		sd_journal_send("MESSAGE=req %llu uid %u: %u prompt + %u completion tokens, ttft %llu ms, %llu ms, %s%s%s",

@@ -15,6 +15,7 @@ struct skvd_req *skvd_request_find(struct skvd *d, uint64_t id) { return skvd_id
 static void replica_link(struct skvd_replica *rp, struct skvd_req *q)
 {
 	q->rep = rp;
+	q->last_rep = rp;
 	q->next_in_replica = NULL;
 	q->prev_in_replica = rp->reqs_tail;
 	if (rp->reqs_tail)
@@ -156,7 +157,7 @@ int skvd_request_start(struct skvd *d, struct skvd_session *s, struct skvd_req_i
 	return 0;
 }
 
-static void send_final(struct skvd *d, struct skvd_req *q, const char *msg)
+static void send_final(struct skvd *d, struct skvd_req *q, struct skvd_session *s, const char *msg)
 {
 	uint64_t now = skv_now_ns();
 	struct skv_wire_final f = {
@@ -177,28 +178,30 @@ static void send_final(struct skvd *d, struct skvd_req *q, const char *msg)
 	f.seen_ns = q->t_submit_ns;
 	f.taken_ns = q->t_taken_ns;
 	f.skvd_ns = now;
-	if (q->sess)
-		skvd_session_emit(d, q->sess, &f);
+	if (s)
+		skvd_session_emit(d, s, &f);
 }
 
 /* Ends the request for skvd: final record, journal, metrics; reaped at the end of the iteration. */
 static void finish(struct skvd *d, struct skvd_req *q, uint32_t fin, uint32_t error, const char *msg)
 {
+	struct skvd_session *s = q->sess;
 	if (q->state == SKVD_REQ_DONE)
 		return;
+	/* ended first, reported after: nothing that reporting does can end it twice */
+	q->state = SKVD_REQ_DONE;
 	q->finish = fin;
 	q->error = error;
-	send_final(d, q, msg);
 	if (fin == SKV_WIRE_FINISH_ERROR)
 		d->n_requests_failed++;
 	skvd_metrics_observe(d, q);
 	skvd_journal_request(d, q);
-	q->state = SKVD_REQ_DONE;
 	replica_unlink(q);
 	session_unlink(q);
 	skvd_idmap_del(d->reqs, q->id);
 	q->next_dead = d->dead_reqs;
 	d->dead_reqs = q;
+	send_final(d, q, s, msg);
 }
 
 void skvd_requests_reap(struct skvd *d)
@@ -367,9 +370,15 @@ void skvd_request_on_event(struct skvd *d, struct skvd_replica *rp, const struct
 
 void skvd_requests_worker_lost(struct skvd *d, struct skvd_replica *rp)
 {
+	/* take the replica's whole list first: re-queued requests are linked again, maybe here */
 	struct skvd_req *q = rp->reqs_head, *next;
+	rp->reqs_head = rp->reqs_tail = NULL;
+	rp->n_reqs = 0;
+	rp->queued_prompt_tokens = 0;
 	for (; q; q = next) {
 		next = q->next_in_replica;
+		q->next_in_replica = q->prev_in_replica = NULL;
+		q->rep = NULL;
 		if (q->state == SKVD_REQ_DONE)
 			continue;
 		if (q->streamed) {
@@ -379,7 +388,6 @@ void skvd_requests_worker_lost(struct skvd *d, struct skvd_replica *rp)
 			continue;
 		}
 		/* nothing reached the client: run it again from the start, elsewhere if possible */
-		replica_unlink(q);
 		q->state = SKVD_REQ_PENDING;
 		q->n_generated = 0;
 		q->held_len = 0;

@@ -297,9 +297,13 @@ static void on_tick(struct skvd *d, struct skvd_watch *w, uint32_t revents)
 	if (d->watchdog && d->ready_sent && skvd_replicas_fresh(d))
 		sd_notify(0, "WATCHDOG=1");
 	if (d->draining) {
+		/* done when no request is left and every final has reached its client's ring (or
+		 * the drain timeout has passed for a client that does not read) */
 		bool idle = true;
 		for (uint32_t i = 0; i < d->n_replicas; i++)
 			idle &= d->replicas[i].n_reqs == 0;
+		for (struct skvd_session *s = d->sessions; s && idle; s = s->next)
+			idle &= s->out_len == 0 || s->closing || skv_now_ns() >= d->drain_deadline_ns;
 		if (idle)
 			d->quit = true;
 	}

@@ -42,6 +42,7 @@ struct skvd_watch {
 	void *data;
 	bool armed;    /* a poll is in flight in the ring */
 	bool removing; /* skvd_watch_del called: free once the kernel lets go of it */
+	bool remove_sent; /* its POLL_REMOVE is in the ring */
 	struct skvd_watch *next_dead;
 	struct skvd_watch *prev_live, *next_live; /* every watch not yet freed, for the exit */
 };
@@ -55,6 +56,12 @@ struct skvd_watch *skvd_watch_add(struct skvd *d, int fd, uint32_t events, skvd_
 void skvd_watch_del(struct skvd *d, struct skvd_watch *w);
 /* One iteration: submit, wait up to timeout_ms for completions, dispatch them. */
 int skvd_loop_run_once(struct skvd *d, int timeout_ms);
+/* Rings a peer's eventfd doorbell without ever blocking skvd: the 8-byte write goes through the
+ * ring. An eventfd passed to a peer shares its file status flags with it, so a peer could clear
+ * O_NONBLOCK and fill the counter to make a plain write(2) block the whole daemon. (For the same
+ * reason skvd never read(2)s a peer's doorbell: poll tells it to look, the ring indices say
+ * what there is.) */
+void skvd_doorbell(struct skvd *d, int fd);
 
 /* ---- requests ---- */
 
@@ -70,6 +77,7 @@ struct skvd_req {
 	struct skvd_session *sess; /* NULL once the client has gone */
 	uid_t uid;
 	struct skvd_replica *rep;
+	struct skvd_replica *last_rep; /* where it last ran (for the journal once unlinked) */
 	enum skvd_req_state state;
 
 	int32_t *prompt; /* [n_prompt], kept for a re-run after a worker loss */
@@ -164,6 +172,7 @@ struct skvd_session {
 	uint8_t *out;	    /* [out_cap * SKV_WIRE_RECORD] */
 	uint32_t out_head, out_len, out_cap;
 	bool welcomed; /* the handshake is done */
+	const char *broken; /* why it must close (static); closed at the next flush */
 	uint16_t refusal;	/* enum skv_welcome_status to answer the hello with, 0: none */
 	const char *refusal_why; /* static */
 	uint64_t born_ns;
@@ -180,6 +189,8 @@ struct skvd {
 	struct io_uring ring;
 	struct skvd_watch *dead_watches;
 	struct skvd_watch *live_watches;
+	struct skvd_watch *dispatching; /* the watch whose function runs now */
+	bool rearm;			/* some watch could not be armed: try again next iteration */
 	uint32_t inflight_sqes;
 
 	/* model */

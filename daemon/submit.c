@@ -19,6 +19,10 @@ static int decode_input(struct skvd *d, const struct skv_wire_submit *r, const c
 
 	switch (r->input) {
 	case SKV_INPUT_TEXT:
+		if (r->input_len == 0) { /* BOS alone is not a prompt */
+			snprintf(msg, msg_len, "prompt: empty");
+			return -EINVAL;
+		}
 		if (skv_utf8_valid_prefix(in, r->input_len) != r->input_len) {
 			snprintf(msg, msg_len, "prompt: not valid UTF-8");
 			return -EINVAL;

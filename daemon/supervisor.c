@@ -101,7 +101,12 @@ int skvd_replicas_create(struct skvd *d, struct skv_err *err)
 		rp->wreg.fd = rp->kvreg.fd = -1;
 		rp->backoff_ms = c->restart_backoff_ms;
 
-		skv_ctl_layout(&rp->hdr, i, REQ_CAPACITY, EVT_CAPACITY, SKV_MAX(2 * d->max_context, 65536u));
+		/* a step makes up to 2 events per sequence (a token, a first-scheduled note), plus
+		 * cancellations: the worker waits for 2 max_seqs free slots before a step */
+		uint32_t evt_cap = EVT_CAPACITY;
+		while (evt_cap < 4 * c->max_seqs)
+			evt_cap *= 2;
+		skv_ctl_layout(&rp->hdr, i, REQ_CAPACITY, evt_cap, SKV_MAX(2 * d->max_context, 65536u));
 		snprintf(name, sizeof(name), "skv-ctl-%u", i);
 		if ((r = skv_memfd_new(name, rp->hdr.total_size, &rp->ctl_fd, err)) < 0 ||
 		    (r = skv_memfd_map(rp->ctl_fd, rp->hdr.total_size, true, &rp->ctl, err)) < 0)
@@ -186,11 +191,6 @@ static void reset_segment(struct skvd_replica *rp)
 	rp->pool_head = rp->pool_consumed = 0;
 	rp->ring_base = 0;
 	rp->n_cancels = 0; /* the old worker's sequences are gone with it */
-	uint64_t drain;
-	while (read(rp->evt_efd, &drain, sizeof(drain)) > 0)
-		;
-	while (read(rp->req_efd, &drain, sizeof(drain)) > 0)
-		;
 }
 
 static int spawn_worker(struct skvd *d, struct skvd_replica *rp)
@@ -286,9 +286,9 @@ static void on_worker_exit(struct skvd *d, struct skvd_watch *w, uint32_t revent
 	uint64_t now = skv_now_ns();
 	uint64_t lived_ms = (now - rp->started_ns) / 1000000;
 	if (si.si_code == CLD_EXITED)
-		skvd_log(d->quit ? SKVD_INFO : SKVD_WARNING, "worker %u | pid %d exited with status %d after %llu ms%s%s",
+		skvd_log(d->quit ? SKVD_INFO : SKVD_WARNING, "worker %u | pid %d exited with status %d after %llu ms%s%.*s",
 			 rp->index, (int)rp->pid, si.si_status, (unsigned long long)lived_ms,
-			 rp->st->error[0] ? ": " : "", rp->st->error[0] ? rp->st->error : "");
+			 rp->st->error[0] ? ": " : "", (int)sizeof(rp->st->error), rp->st->error);
 	else
 		skvd_log(d->quit ? SKVD_INFO : SKVD_WARNING, "worker %u | pid %d killed by signal %d after %llu ms",
 			 rp->index, (int)rp->pid, si.si_status, (unsigned long long)lived_ms);
@@ -317,11 +317,9 @@ static void on_worker_exit(struct skvd *d, struct skvd_watch *w, uint32_t revent
 static void on_worker_events(struct skvd *d, struct skvd_watch *w, uint32_t revents)
 {
 	struct skvd_replica *rp = w->data;
-	uint64_t v;
 	(void)revents;
 
-	while (read(rp->evt_efd, &v, sizeof(v)) > 0)
-		;
+	/* the doorbell is not read (see skvd_doorbell) */
 	if (rp->state != SKVD_WORKER_STARTING && rp->state != SKVD_WORKER_READY)
 		return;
 	if (atomic_load_explicit(&rp->st->generation, memory_order_acquire) != rp->generation)
@@ -354,7 +352,6 @@ static void on_worker_events(struct skvd *d, struct skvd_watch *w, uint32_t reve
 void skvd_replica_flush(struct skvd *d, struct skvd_replica *rp)
 {
 	bool rang = false;
-	(void)d;
 	if (rp->state != SKVD_WORKER_READY)
 		return;
 	int space = skv_ring_space(&rp->req_ring);
@@ -413,11 +410,8 @@ void skvd_replica_flush(struct skvd *d, struct skvd_replica *rp)
 		space--;
 		rang = true;
 	}
-	if (rang) {
-		uint64_t one = 1;
-		ssize_t n = write(rp->req_efd, &one, sizeof(one));
-		(void)n;
-	}
+	if (rang)
+		skvd_doorbell(d, rp->req_efd);
 }
 
 /* The tick: start what is due, kill what hangs. */

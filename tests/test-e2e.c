@@ -9,12 +9,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "e2e-util.h"
+#include "ring.h"
+#include "wire.h"
 
 static char *model; /* tiny SwiftKV model, made once */
 
@@ -357,6 +363,19 @@ static void test_worker_hung(void **state)
 	make_ids(prompt, 30, 3);
 	ids_request(&req, prompt, 30, 6);
 	long t0 = now_ms();
+	/* several requests waiting on the hung worker: all re-run on its successor */
+	uint64_t ids[3];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(skv_client_submit(c, &req, &ids[i]), 0);
+	for (int done = 0; done < 3;) {
+		struct skv_event ev;
+		assert_int_equal(skv_client_next(c, &ev, 20000 * (int)tu_time_scale()), 0);
+		if (ev.type != SKV_EVENT_FINAL)
+			continue;
+		assert_int_equal(ev.finish, SKV_FINISH_REASON_LENGTH);
+		assert_int_equal(ev.completion_tokens, 6);
+		done++;
+	}
 	assert_int_equal(e2e_run(c, &req, res), 0);
 	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
 	assert_int_equal(res->n_ids, 6);
@@ -857,6 +876,148 @@ static void test_skvctl_and_cli(void **state)
 	tu_rmdir(e.dir);
 }
 
+/* A raw session, by hand (libskv would not misbehave): hello, welcome with the memfd and the two
+ * eventfds. */
+struct raw_session {
+	int sock, mem_fd, sub_efd, cmp_efd;
+	struct skv_welcome w;
+	void *mem;
+};
+
+static void raw_connect(struct e2e *e, struct raw_session *r)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, e->sock, strlen(e->sock) + 1);
+	r->sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(r->sock, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	struct skv_hello h = {.magic = SKV_WIRE_MAGIC_HELLO, .version_min = 1, .version_max = 1};
+	assert_int_equal(send(r->sock, &h, sizeof(h), 0), sizeof(h));
+	char cbuf[CMSG_SPACE(3 * sizeof(int))];
+	struct iovec iov = {.iov_base = &r->w, .iov_len = sizeof(r->w)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	assert_int_equal(recvmsg(r->sock, &mh, 0), sizeof(r->w));
+	assert_int_equal(r->w.status, SKV_WELCOME_OK);
+	int fds[3];
+	memcpy(fds, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(fds));
+	r->mem_fd = fds[0], r->sub_efd = fds[1], r->cmp_efd = fds[2];
+	r->mem = mmap(NULL, r->w.layout.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, r->mem_fd, 0);
+	assert_true(r->mem != MAP_FAILED);
+}
+
+/* Submits an ids request through the raw session's ring (payload at the data area's start). */
+static void raw_submit(struct raw_session *r, uint64_t id, const int32_t *ids, uint32_t n, uint32_t max_tokens)
+{
+	const struct skv_session_layout *L = &r->w.layout;
+	struct skv_ring ring;
+	skv_ring_attach(&ring, (void *)((char *)r->mem + L->sub_idx_offset), (char *)r->mem + L->sub_offset,
+			L->sub_capacity, SKV_WIRE_RECORD, true);
+	memcpy((char *)r->mem + L->data_offset, ids, n * sizeof(int32_t));
+	struct skv_wire_submit s = {
+		.version = SKV_WIRE_VERSION,
+		.type = SKV_SUB_REQUEST,
+		.flags = SKV_REQ_IGNORE_EOS | SKV_REQ_TEMPERATURE,
+		.id = id,
+		.input = SKV_INPUT_IDS,
+		.max_tokens = max_tokens,
+		.data_len = n * 4,
+		.input_len = n * 4,
+	};
+	assert_int_equal(skv_ring_push(&ring, &s), 0);
+	uint64_t one = 1;
+	assert_int_equal(write(r->sub_efd, &one, sizeof(one)), sizeof(one));
+}
+
+/* A client cannot stall skvd through the doorbells it shares with it: it clears O_NONBLOCK on
+ * both eventfds and fills its completion counter so that a plain write would block; skvd goes on
+ * serving it and everyone else. */
+static void test_hostile_doorbells(void **state)
+{
+	(void)state;
+	struct e2e e;
+	e2e_start(&e, model, NULL);
+	struct raw_session r;
+	raw_connect(&e, &r);
+	for (int k = 0; k < 2; k++) {
+		int fd = k ? r.cmp_efd : r.sub_efd;
+		assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK), 0);
+	}
+	uint64_t big = 0xfffffffffffffffeull;
+	assert_int_equal(write(r.cmp_efd, &big, sizeof(big)), sizeof(big));
+	int32_t prompt[8];
+	make_ids(prompt, 8, 5);
+	raw_submit(&r, 1, prompt, 8, 20); /* its deltas ring the full completion doorbell */
+	usleep(300000);
+	/* skvd still answers: the admin socket, and another client's request */
+	assert_int_equal(e2e_ctl(&e, NULL, 0, "status"), 0);
+	struct skv_client *c = e2e_client(&e);
+	struct e2e_result *res = malloc(sizeof(*res));
+	struct skv_request req;
+	ids_request(&req, prompt, 8, 5);
+	assert_int_equal(e2e_run(c, &req, res), 0);
+	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
+	free(res);
+	skv_client_free(c);
+	/* the raw client's own request finished too: its final is in its completion ring */
+	const struct skv_session_layout *L = &r.w.layout;
+	struct skv_ring cr;
+	skv_ring_attach(&cr, (void *)((char *)r.mem + L->cmp_idx_offset), (char *)r.mem + L->cmp_offset,
+			L->cmp_capacity, SKV_WIRE_RECORD, false);
+	bool final = false;
+	for (long end = now_ms() + 5000; !final && now_ms() < end; usleep(10000)) {
+		int n = skv_ring_avail(&cr);
+		assert_true(n >= 0);
+		for (int i = 0; i < n; i++) {
+			union {
+				struct skv_wire_final f;
+				uint8_t b[SKV_WIRE_RECORD];
+			} rec;
+			skv_ring_pop(&cr, rec.b);
+			final |= rec.f.type == SKV_EV_FINAL && rec.f.finish == SKV_WIRE_FINISH_LENGTH;
+		}
+	}
+	assert_true(final);
+	munmap(r.mem, r.w.layout.total_size);
+	close(r.sock), close(r.mem_fd), close(r.sub_efd), close(r.cmp_efd);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
+}
+
+/* A client that submits and never reads its completion ring is closed once skvd has parked
+ * as much for it as it will; its requests end; skvd serves on. */
+static void test_client_not_reading(void **state)
+{
+	(void)state;
+	struct e2e e;
+	e2e_start(&e, model, NULL);
+	struct skv_client *slow = e2e_client(&e);
+	int32_t prompt[8];
+	struct skv_request req;
+	make_ids(prompt, 8, 6);
+	ids_request(&req, prompt, 8, 1500);
+	for (int i = 0; i < 16; i++) {
+		uint64_t id;
+		assert_int_equal(skv_client_submit(slow, &req, &id), 0);
+	}
+	long end = now_ms() + 120000 * tu_time_scale();
+	while (tu_sh("grep -q 'stopped reading' '%s'", e.log) != 0 && now_ms() < end)
+		usleep(100000);
+	assert_int_equal(tu_sh("grep -q 'stopped reading' '%s'", e.log), 0);
+	end = now_ms() + 5000;
+	while (e2e_kv_used(&e) != 0 && now_ms() < end)
+		usleep(20000);
+	assert_int_equal(e2e_kv_used(&e), 0);
+	struct skv_client *c = e2e_client(&e);
+	struct e2e_result *res = malloc(sizeof(*res));
+	ids_request(&req, prompt, 8, 5);
+	assert_int_equal(e2e_run(c, &req, res), 0);
+	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
+	free(res);
+	skv_client_free(c);
+	skv_client_free(slow);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
+}
+
 /* Socket activation: skvd serves on the sockets it was handed (LISTEN_FDS with names), binds
  * none itself, and leaves them in place when it stops. */
 static void test_socket_activation(void **state)
@@ -915,6 +1076,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_drain, e2e_teardown),
 		cmocka_unit_test_teardown(test_skvctl_and_cli, e2e_teardown),
 		cmocka_unit_test_teardown(test_socket_activation, e2e_teardown),
+		cmocka_unit_test_teardown(test_hostile_doorbells, e2e_teardown),
+		cmocka_unit_test_teardown(test_client_not_reading, e2e_teardown),
 		cmocka_unit_test_teardown(test_soak, e2e_teardown),
 	};
 	signal(SIGPIPE, SIG_IGN);

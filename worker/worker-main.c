@@ -120,8 +120,44 @@ static void on_event(void *userdata, const struct skv_sched_event *ev)
 	push_event(w, &e);
 }
 
-/* Takes every request waiting in the ring. A malformed record is skvd's bug or corruption: the
- * worker fails rather than guessing. */
+/* One request record, copied out of the ring; its prompt is still in the pool. A malformed
+ * record is skvd's bug or corruption: the worker fails rather than guessing. */
+static int take_one(struct worker *w, const struct skv_ctl_req *r)
+{
+	struct skv_err err = {0};
+
+	if (r->type == SKV_CTL_CANCEL) {
+		(void)skv_sched_cancel(w->sched, r->id); /* may have finished already */
+		return 0;
+	}
+	if (r->type != SKV_CTL_ADD || r->pool_offset > w->hdr.pool_tokens ||
+	    r->n_prompt > w->hdr.pool_tokens - r->pool_offset) {
+		wlog(w, 3, "malformed request record (type %u, %u tokens at %u)", r->type, r->n_prompt, r->pool_offset);
+		return -EPROTO;
+	}
+	struct skv_seq_params sp = {
+		.max_tokens = r->max_tokens,
+		.ignore_eos = r->flags & SKV_CTL_IGNORE_EOS,
+		.sampling = {.temperature = r->temperature, .top_p = r->top_p, .top_k = r->top_k, .seed = r->seed},
+	};
+	int rc = skv_sched_add(w->sched, r->id, skv_ctl_pool(w->seg, &w->hdr) + r->pool_offset, r->n_prompt, &sp, &err);
+	if (rc < 0) {
+		/* skvd checks every limit first; say why anyway and carry on */
+		wlog(w, 4, "req %llu | refused: %s", (unsigned long long)r->id, err.msg);
+		struct skv_ctl_evt e = {.id = r->id, .token = -1, .finish = SKV_CTL_FINISH_ERROR, .error = rc};
+		push_event(w, &e);
+	} else {
+		atomic_fetch_add_explicit(&w->st->prompt_tokens, r->n_prompt, memory_order_relaxed);
+		/* tell skvd when the request arrived here (its latency accounting) */
+		struct skv_ctl_evt e = {.id = r->id, .token = -1, .flags = SKV_CTL_EVT_TAKEN};
+		push_event(w, &e);
+	}
+	return 0;
+}
+
+/* Takes every request waiting in the ring. Each slot is released only once the prompt it points
+ * to has been copied (skv_sched_add copies it): skvd reuses the pool up to the records the
+ * worker has released. */
 static int take_requests(struct worker *w)
 {
 	int n = skv_ring_avail(&w->req);
@@ -131,40 +167,14 @@ static int take_requests(struct worker *w)
 	}
 	for (int i = 0; i < n; i++) {
 		struct skv_ctl_req r;
-		struct skv_err err = {0};
-		skv_ring_pop(&w->req, &r);
-		if (r.type == SKV_CTL_CANCEL) {
-			(void)skv_sched_cancel(w->sched, r.id); /* may have finished already */
-			continue;
-		}
-		if (r.type != SKV_CTL_ADD || r.pool_offset > w->hdr.pool_tokens ||
-		    r.n_prompt > w->hdr.pool_tokens - r.pool_offset) {
-			wlog(w, 3, "malformed request record (type %u, %u tokens at %u)", r.type, r.n_prompt,
-			     r.pool_offset);
-			return -EPROTO;
-		}
-		struct skv_seq_params sp = {
-			.max_tokens = r.max_tokens,
-			.ignore_eos = r.flags & SKV_CTL_IGNORE_EOS,
-			.sampling = {.temperature = r.temperature, .top_p = r.top_p, .top_k = r.top_k, .seed = r.seed},
-		};
-		int rc = skv_sched_add(w->sched, r.id, skv_ctl_pool(w->seg, &w->hdr) + r.pool_offset, r.n_prompt, &sp,
-				       &err);
-		if (rc < 0) {
-			/* skvd checks every limit first; say why anyway and carry on */
-			wlog(w, 4, "req %llu | refused: %s", (unsigned long long)r.id, err.msg);
-			struct skv_ctl_evt e = {.id = r.id, .token = -1, .finish = SKV_CTL_FINISH_ERROR, .error = rc};
-			push_event(w, &e);
-		} else {
-			atomic_fetch_add_explicit(&w->st->prompt_tokens, r.n_prompt, memory_order_relaxed);
-			/* tell skvd when the request arrived here (its latency accounting) */
-			struct skv_ctl_evt e = {.id = r.id, .token = -1, .flags = SKV_CTL_EVT_TAKEN};
-			push_event(w, &e);
-		}
+		skv_ring_peek(&w->req, &r);
+		int rc = take_one(w, &r);
+		skv_ring_release(&w->req);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }
-
 
 int main(int argc, char **argv)
 {
@@ -230,6 +240,10 @@ int main(int argc, char **argv)
 	int rc = 1;
 	const struct skv_ctl_engine *ep = &w.hdr.engine;
 	void *weights = NULL, *kv = NULL;
+	if (w.hdr.evt_capacity < 2 * ep->max_seqs) { /* a step may make two events per sequence */
+		rc = skv_err_set(&err, -EPROTO, "event ring of %u for %u sequences", w.hdr.evt_capacity, ep->max_seqs);
+		goto fail;
+	}
 	const struct skv_image_header *img = NULL;
 	const void *wdata;
 	if (skv_memfd_check((int)weights_fd, ep->weights_bytes, SKV_SEALS_READONLY, NULL, &err) < 0 ||
