@@ -2,9 +2,11 @@
 #include "skv-base.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int skv_err_set(struct skv_err *err, int code, const char *fmt, ...)
 {
@@ -43,6 +45,15 @@ uint64_t skv_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void skv_reexec_passive_omp(char **argv)
+{
+	if (getenv("OMP_WAIT_POLICY"))
+		return;
+	setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+	execv("/proc/self/exe", argv);
+	/* no /proc: run on with spinning threads (slower, not wrong) */
 }
 
 int skv_parse_i64(const char *s, int64_t min, int64_t max, int64_t *ret)

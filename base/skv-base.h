@@ -104,6 +104,14 @@ static inline char *skv_strscpy(char *dst, const char *src, size_t size)
 /* Monotonic clock in nanoseconds (one unit for all durations inside the process). */
 uint64_t skv_now_ns(void);
 
+/* For the tools that run the CPU backend in their own process (skv-run, skv-bench): OpenMP
+ * threads that spin while idle fight OpenBLAS's threads for the cores (on 2 cores a decode step
+ * took 4x longer). libgomp reads OMP_WAIT_POLICY once, when it loads, so when the variable is
+ * unset this sets it to PASSIVE and re-executes the program with the same arguments; it returns
+ * only when nothing needed doing or the exec failed. skvd does the same for its workers by
+ * setting the variable before it spawns them. */
+void skv_reexec_passive_omp(char **argv);
+
 /* Parse a whole decimal integer in [min, max]; -EINVAL on junk, -ERANGE outside. */
 int skv_parse_i64(const char *s, int64_t min, int64_t max, int64_t *ret);
 int skv_parse_f64(const char *s, double min, double max, double *ret);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "skv-base.h"
 
 /* SKV_BENCH_LIST is X(name) X(name) ..., set by tools/meson.build from its bench_cmds list. */
 #define X(n) extern const struct skv_bench_cmd skv_bench_##n;
@@ -30,6 +31,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	skv_reexec_passive_omp(argv);
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;

@@ -137,6 +137,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	skv_reexec_passive_omp(argv);
 	enum { O_SWIFTKV = 256, O_PIDS, O_MAXTOK, O_IGNEOS, O_TEMP, O_TOPP, O_TOPK, O_SEED, O_MBT, O_LOGITS, O_IDS,
 	       O_CTX, O_BACKEND, O_THREADS, O_CHAT };
 	static const struct option opts[] = {

@@ -135,11 +135,13 @@ static void cpu_attention(struct skv_backend *be, void *out, const void *q, uint
 					      (size_t)(t % (int32_t)b->block_size);
 				const float *kt = (const float *)cache.k + slot * kv_row + kvh;
 				float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
 				for (uint32_t i = 0; i < d; i++)
 					dot += qh[i] * kt[i];
 				sc[t] = dot * scale;
 				mx = fmaxf(mx, sc[t]);
 			}
+#pragma omp simd reduction(+ : sum)
 			for (int32_t t = 0; t <= pos; t++) {
 				sc[t] = expf(sc[t] - mx);
 				sum += sc[t];
@@ -150,6 +152,7 @@ static void cpu_attention(struct skv_backend *be, void *out, const void *q, uint
 					      (size_t)(t % (int32_t)b->block_size);
 				const float *vt = (const float *)cache.v + slot * kv_row + kvh;
 				float p = sc[t] / sum;
+#pragma omp simd
 				for (uint32_t i = 0; i < d; i++)
 					oh[i] += p * vt[i];
 			}
