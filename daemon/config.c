@@ -34,7 +34,7 @@
 #define GROUP_NAME_MAX 32 /* what shadow-utils and systemd accept */
 #define DEVICE_MAX 255
 
-enum key_kind { KEY_STRING, KEY_UINT, KEY_FRACTION, KEY_SWIFTKV, KEY_BACKEND, KEY_DEVICES };
+enum key_kind { KEY_STRING, KEY_UINT, KEY_FRACTION, KEY_SWIFTKV, KEY_BACKEND, KEY_DEVICES, KEY_ADMISSION };
 
 enum {
 	KEY_NONEMPTY = 1u << 0,
@@ -73,6 +73,8 @@ static const struct key keys[] = {
 	KUINT("engine", "replicas", replicas, 0, 1, 64),
 	KUINT("engine", "threads", threads, 0, 0, 4096),
 	KUINT("engine", "max_batch_tokens", max_batch_tokens, 0, 16, 1u << 20),
+	KUINT("engine", "mixed_batch_tokens", mixed_batch_tokens, KEY_ZERO, 16, 1u << 20),
+	KENUM("engine", "admission", KEY_ADMISSION, admission),
 	KUINT("engine", "max_seqs", max_seqs, 0, 1, 4096),
 	KUINT("engine", "max_context", max_context, KEY_ZERO, 16, 1u << 20),
 	KUINT("engine", "kv_cache_bytes", kv_bytes, KEY_SIZE | KEY_ZERO, 1ull << 20, 16ull << 40),
@@ -115,6 +117,8 @@ void skvd_config_defaults(struct skvd_config *c)
 	c->replicas = 1;
 	c->threads = 0;
 	c->max_batch_tokens = 2048;
+	c->mixed_batch_tokens = 0;
+	c->admission = 0;
 	c->max_seqs = 32;
 	c->max_context = 0;
 	c->kv_bytes = 0;
@@ -478,6 +482,18 @@ static int set_value(struct parser *p, const struct key *k, const char *v)
 
 	case KEY_DEVICES:
 		return set_devices(p, k, v);
+
+	case KEY_ADMISSION: {
+		int a;
+		if (!strcasecmp(v, "eager"))
+			a = 0;
+		else if (!strcasecmp(v, "reserve"))
+			a = 1;
+		else
+			return fail(p, p->line, k, -EINVAL, "\"%s\" is not one of eager, reserve", v);
+		memcpy(field, &a, sizeof(a));
+		return 0;
+	}
 	}
 	return fail(p, p->line, k, -EINVAL, "internal error: unknown key kind");
 }
@@ -654,7 +670,8 @@ static int check_relations(struct parser *p)
 	int r;
 	if ((r = check_le(p, "limits", "default_max_tokens", "limits", "max_new_tokens")) < 0 ||
 	    (r = check_le(p, "supervisor", "restart_backoff_ms", "supervisor", "restart_backoff_max_ms")) < 0 ||
-	    (r = check_le(p, "limits", "max_prompt_tokens", "server", "queue_prompt_tokens")) < 0)
+	    (r = check_le(p, "limits", "max_prompt_tokens", "server", "queue_prompt_tokens")) < 0 ||
+	    (r = check_le(p, "engine", "mixed_batch_tokens", "engine", "max_batch_tokens")) < 0)
 		return r;
 	if (!strcmp(p->cfg.socket, p->cfg.admin_socket)) {
 		const struct key *a = find_key("server", "socket"), *b = find_key("server", "admin_socket");
@@ -774,6 +791,9 @@ int skvd_config_write(const struct skvd_config *c, FILE *f)
 			break;
 		case KEY_BACKEND:
 			snprintf(val, sizeof(val), "%s", skvd_backend_name(c->backend));
+			break;
+		case KEY_ADMISSION:
+			snprintf(val, sizeof(val), "%s", c->admission ? "reserve" : "eager");
 			break;
 		case KEY_DEVICES: {
 			size_t off = 0;

@@ -39,6 +39,8 @@ struct skvd_config {
 	uint32_t replicas;		      /* replicas (CPU backend) */
 	uint32_t threads;		      /* threads per CPU replica, 0 = cores / replicas */
 	uint32_t max_batch_tokens;	      /* token budget per step */
+	uint32_t mixed_batch_tokens;	      /* budget of a step with decode tokens, 0 = max_batch_tokens */
+	int admission;			      /* admission = eager (0) | reserve (1), as enum skv_admission */
 	uint32_t max_seqs;		      /* sequences per replica */
 	uint32_t max_context;		      /* positions per sequence, 0 = the model's */
 	uint64_t kv_bytes;		      /* kv_cache_bytes: arena per replica, 0 = kv_cache_fraction */

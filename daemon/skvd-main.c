@@ -212,6 +212,10 @@ static const char *restart_key(const struct skvd_config *a, const struct skvd_co
 		return "[engine] threads";
 	if (a->max_batch_tokens != b->max_batch_tokens)
 		return "[engine] max_batch_tokens";
+	if (a->mixed_batch_tokens != b->mixed_batch_tokens)
+		return "[engine] mixed_batch_tokens";
+	if (a->admission != b->admission)
+		return "[engine] admission";
 	if (a->max_seqs != b->max_seqs)
 		return "[engine] max_seqs";
 	if (a->max_context != b->max_context)

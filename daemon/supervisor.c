@@ -209,6 +209,8 @@ static int spawn_worker(struct skvd *d, struct skvd_replica *rp)
 		.block_size = c->block_size,
 		.num_blocks = d->num_blocks,
 		.max_batch_tokens = c->max_batch_tokens,
+		.mixed_batch_tokens = c->mixed_batch_tokens,
+		.admission = (uint32_t)c->admission,
 		.max_seqs = c->max_seqs,
 		.max_context = d->max_context,
 		.kv_bytes = rp->kvreg.size ? rp->kvreg.size : d->kv_bytes,

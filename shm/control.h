@@ -16,7 +16,7 @@
 #include "ring.h"
 
 #define SKV_CTL_MAGIC 0x52564b53u /* "SKVR" */
-#define SKV_CTL_VERSION 1u
+#define SKV_CTL_VERSION 2u
 
 enum skv_worker_state {
 	SKV_WORKER_STARTING = 0, /* mapping, building its engine */
@@ -101,8 +101,10 @@ struct skv_ctl_engine {
 	uint64_t kv_bytes;	    /* size of the KV arena region (fd 5: a memfd, or a GPU region on CUDA) */
 	uint64_t weights_bytes;	    /* size of the weights image memfd (fd 4; on CUDA only its header) */
 	uint64_t weights_dev_bytes; /* CUDA: size of the GPU region holding the image's data (fd 8) */
+	uint32_t mixed_batch_tokens; /* budget of a step with decode tokens, 0 = max_batch_tokens */
+	uint32_t admission;	     /* enum skv_admission: 0 eager, 1 reserve */
 };
-_Static_assert(sizeof(struct skv_ctl_engine) == 56, "engine parameters are pinned");
+_Static_assert(sizeof(struct skv_ctl_engine) == 64, "engine parameters are pinned");
 
 struct skv_ctl_header {
 	uint32_t magic; /* SKV_CTL_MAGIC */
@@ -121,7 +123,7 @@ struct skv_ctl_header {
 	uint32_t evt_offset;
 	uint32_t pool_offset; /* bytes, of the int32 token pool */
 	struct skv_ctl_engine engine;
-	uint8_t reserved[136];
+	uint8_t reserved[128];
 };
 _Static_assert(sizeof(struct skv_ctl_header) == 256, "control header is pinned");
 

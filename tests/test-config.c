@@ -140,7 +140,7 @@ static void test_shipped_is_defaults(void **state)
 			fail_msg("skvd.ini(5) does not document %s (as \".B %s\")", key, key);
 		n++;
 	}
-	assert_int_equal(n, 32);
+	assert_int_equal(n, 34);
 	free(keys);
 	free(shipped);
 	free(man);
@@ -190,6 +190,8 @@ static const char every_key[] =
 	"replicas = 4\n"
 	"threads = 12\n"
 	"max_batch_tokens = 8192\n"
+	"mixed_batch_tokens = 1024\n"
+	"admission = reserve\n"
 	"max_seqs = 256\n"
 	"max_context = 32768\n"
 	"kv_cache_bytes = 8G\n"
@@ -231,6 +233,8 @@ static void check_every_key(const struct skvd_config *c)
 	assert_int_equal(c->replicas, 4);
 	assert_int_equal(c->threads, 12);
 	assert_int_equal(c->max_batch_tokens, 8192);
+	assert_int_equal(c->mixed_batch_tokens, 1024);
+	assert_int_equal(c->admission, 1);
 	assert_int_equal(c->max_seqs, 256);
 	assert_int_equal(c->max_context, 32768);
 	assert_int_equal(c->kv_bytes, 8ull << 30);
@@ -423,6 +427,7 @@ static void test_bad_files(void **state)
 		{"[engine]\nkv_cache_fraction = .\n", 2, "[engine] kv_cache_fraction", "not a decimal number"},
 		/* enums */
 		{"[engine]\nbackend = tpu\n", 2, "[engine] backend", "\"tpu\" is not one of auto, cpu, cuda"},
+		{"[engine]\nadmission = lazy\n", 2, "[engine] admission", "\"lazy\" is not one of eager, reserve"},
 		{"[model]\nswiftkv = maybe\n", 2, "[model] swiftkv", "not one of on, off, auto"},
 		{"[engine]\ndevices = 0,0\n", 2, "[engine] devices", "device 0 is listed twice"},
 		{"[engine]\ndevices = 0-3,2\n", 2, "[engine] devices", "device 2 is listed twice"},
@@ -451,6 +456,9 @@ static void test_bad_files(void **state)
 		 "200 is less than [limits] default_max_tokens (300)"},
 		{"[supervisor]\nrestart_backoff_max_ms = 50\n", 2, "[supervisor] restart_backoff_max_ms",
 		 "50 is less than [supervisor] restart_backoff_ms (100)"},
+		{"[engine]\nmixed_batch_tokens = 4096\n", 2, "[engine] mixed_batch_tokens",
+		 "4096 is more than [engine] max_batch_tokens (2048)"},
+		{"[engine]\nmixed_batch_tokens = 8\n", 2, "[engine] mixed_batch_tokens", "8 is out of range (0, or 16 to"},
 		{"[server]\nqueue_prompt_tokens = 1000\n", 2, "[server] queue_prompt_tokens", "less than [limits] max_prompt_tokens"},
 		{"[server]\nadmin_socket = /run/swiftkv/skvd.sock\n", 2, "[server] admin_socket", "the same path as [server] socket"},
 		/* the first error is the one reported */
@@ -569,7 +577,7 @@ static void test_reload(void **state)
 	err.msg[0] = '\0';
 	assert_true(skvd_config_load(p, &running, &err) < 0);
 	assert_memory_equal(&running, &snapshot, sizeof(running));
-	assert_non_null(strstr(err.msg, ":39: [supervisor] drain_timeout_ms: \"45s\" is not a whole number"));
+	assert_non_null(strstr(err.msg, ":41: [supervisor] drain_timeout_ms: \"45s\" is not a whole number"));
 	check_every_key(&running);
 
 	/* fixed: the new file replaces every field, including ones it no longer sets */

@@ -1046,6 +1046,82 @@ static void test_socket_activation(void **state)
 	tu_rmdir(e.dir);
 }
 
+/* A worker field of skvctl status for replica 0. */
+static int64_t worker0(struct e2e *e, const char *key)
+{
+	json_object *st = e2e_status(e), *ws, *v;
+	assert_true(json_object_object_get_ex(st, "workers", &ws));
+	assert_true(json_object_object_get_ex(json_object_array_get_idx(ws, 0), key, &v));
+	int64_t x = json_object_get_int64(v);
+	json_object_put(st);
+	return x;
+}
+
+/* The scheduler's knobs reach the worker: with admission = reserve in a small arena, 8
+ * requests of 10 blocks each never run more at once than the arena holds at their full length,
+ * nothing is preempted, and the tokens are skv-run's (mixed_batch_tokens = 16 chunks the prompts
+ * that arrive while others decode). */
+static void test_sched_reserve(void **state)
+{
+	(void)state;
+	struct e2e e;
+	const char *ov[] = {"engine.replicas=1", "engine.kv_cache_bytes=1M", "engine.admission=reserve",
+			    "engine.mixed_batch_tokens=16", NULL};
+	e2e_start(&e, model, ov);
+	enum { N = 8, LEN = 100, MAXT = 60 };
+	static int32_t prompts[N][LEN], got[N][MAXT];
+	uint32_t n_got[N] = {0};
+	struct skv_client *c = e2e_client(&e);
+	struct skv_request req;
+	uint64_t id;
+
+	const int64_t total = worker0(&e, "kv_total_blocks");
+	const int64_t per_req = (LEN + MAXT + 15) / 16, fit = total / per_req;
+	assert_true(fit >= 2 && fit < N); /* 1 MiB of the tiny model's KV: 64 blocks, 6 requests */
+	for (int i = 0; i < N; i++) {
+		make_ids(prompts[i], LEN, 500 + (uint64_t)i);
+		ids_request(&req, prompts[i], LEN, MAXT);
+		req.user_data = (void *)(intptr_t)i;
+		assert_int_equal(skv_client_submit(c, &req, &id), 0);
+	}
+	int left = N, polls = 0;
+	long end = now_ms() + 60000 * tu_time_scale();
+	while (left > 0 && now_ms() < end) {
+		struct skv_event ev;
+		int r;
+		while ((r = skv_client_next(c, &ev, 0)) == 0) {
+			int i = (int)(intptr_t)ev.user_data;
+			for (uint32_t j = 0; j < ev.n_ids && n_got[i] < MAXT; j++)
+				got[i][n_got[i]++] = ev.ids[j];
+			if (ev.type == SKV_EVENT_FINAL) {
+				if (ev.finish != SKV_FINISH_REASON_LENGTH)
+					fail_msg("request %d: finish %s (%s)", i, skv_finish_name(ev.finish), ev.message);
+				left--;
+			}
+		}
+		assert_int_equal(r, -EAGAIN);
+		int64_t running = worker0(&e, "running");
+		if (running > fit)
+			fail_msg("%lld sequences running; the arena holds %lld at full length", (long long)running,
+				 (long long)fit);
+		polls++;
+		usleep(2000);
+	}
+	assert_int_equal(left, 0);
+	assert_true(polls > 0);
+	assert_int_equal(worker0(&e, "preemptions"), 0);
+	for (int i = 0; i < N; i++) {
+		int32_t want[MAXT];
+		assert_int_equal(skv_run_ids(prompts[i], LEN, MAXT, "", want), MAXT);
+		assert_int_equal(n_got[i], MAXT);
+		if (memcmp(want, got[i], sizeof(want)))
+			fail_msg("request %d: skvd's tokens differ from skv-run's", i);
+	}
+	skv_client_free(c);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1066,6 +1142,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_streams_equal_skv_run, e2e_teardown),
 		cmocka_unit_test_teardown(test_cancel_frees_kv, e2e_teardown),
+		cmocka_unit_test_teardown(test_sched_reserve, e2e_teardown),
 		cmocka_unit_test_teardown(test_worker_killed, e2e_teardown),
 		cmocka_unit_test_teardown(test_worker_hung, e2e_teardown),
 		cmocka_unit_test_teardown(test_skvd_killed, e2e_teardown),

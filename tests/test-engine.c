@@ -14,13 +14,16 @@
 
 #define TOL 2e-5 /* relative, fp32 with different GEMM batch sizes */
 
-static struct skv_local *open_model(const char *dir, int swiftkv, uint32_t blocks, uint32_t batch, uint32_t seqs)
+static struct skv_local *open_sched(const char *dir, int swiftkv, uint32_t blocks, uint32_t batch, uint32_t seqs,
+				    uint32_t mixed, enum skv_admission admission)
 {
 	struct skv_local_params p = {
 		.model_dir = dir,
 		.swiftkv = swiftkv,
 		.threads = 2,
 		.max_batch_tokens = batch,
+		.mixed_batch_tokens = mixed,
+		.admission = admission,
 		.max_seqs = seqs,
 		.max_context = 256,
 		.num_blocks = blocks,
@@ -31,6 +34,11 @@ static struct skv_local *open_model(const char *dir, int swiftkv, uint32_t block
 	if (skv_local_open(&p, &l, &err) < 0)
 		fail_msg("%s", err.msg);
 	return l;
+}
+
+static struct skv_local *open_model(const char *dir, int swiftkv, uint32_t blocks, uint32_t batch, uint32_t seqs)
+{
+	return open_sched(dir, swiftkv, blocks, batch, seqs, 0, SKV_ADMIT_EAGER);
 }
 
 static uint32_t lcg(uint64_t *s)
@@ -266,6 +274,117 @@ static void test_sched_preemption(void **state)
 	free(dir);
 }
 
+/* admission = reserve in the arena where eager admission preempts: no preemption at all, the
+ * same tokens, every block back */
+static void test_sched_reserve(void **state)
+{
+	(void)state;
+	char *dir = tu_mkmodel("--preset tiny --seed 4 --swiftkv-layers 2");
+	struct skv_local *big = open_model(dir, 1, 256, 64, 8);
+	struct skv_local *eager = open_sched(dir, 1, 24, 32, 8, 0, SKV_ADMIT_EAGER);
+	struct skv_local *rsv = open_sched(dir, 1, 24, 32, 8, 0, SKV_ADMIT_RESERVE);
+	const uint32_t V = big->hdr->config.vocab;
+	struct skv_seq_params sp = {.max_tokens = 24, .ignore_eos = true, .sampling = {.temperature = 0.0f, .top_p = 1.0f}};
+	struct skv_err err = {0};
+	static struct collect ref, got_e, got_r;
+	int32_t prompt[64];
+
+	for (uint64_t i = 0; i < 8; i++) {
+		uint32_t n = 20 + 4 * (uint32_t)i;
+		make_prompt(prompt, n, V, i);
+		assert_int_equal(skv_sched_add(big->sched, i, prompt, n, &sp, &err), 0);
+		drain(big, &ref);
+		assert_int_equal(skv_sched_add(eager->sched, i, prompt, n, &sp, &err), 0);
+		assert_int_equal(skv_sched_add(rsv->sched, i, prompt, n, &sp, &err), 0);
+	}
+	/* reserve: while running, the sequences' full lengths always fit in the arena */
+	uint32_t max_running = 0;
+	while (!skv_sched_idle(rsv->sched)) {
+		assert_true(skv_sched_step(rsv->sched, rsv->engine, on_event, &got_r, &err) > 0);
+		struct skv_sched_stats st;
+		skv_sched_get_stats(rsv->sched, &st);
+		max_running = st.running > max_running ? st.running : max_running;
+	}
+	drain(eager, &got_e);
+	struct skv_sched_stats se, sr;
+	skv_sched_get_stats(eager->sched, &se);
+	skv_sched_get_stats(rsv->sched, &sr);
+	assert_true(se.preemptions > 0);
+	assert_int_equal(sr.preemptions, 0);
+	assert_int_equal(sr.free_blocks, sr.num_blocks);
+	/* 44..72 tokens each = 3..5 blocks of 16: at most 7 at a time fit... but not all 8 */
+	assert_true(max_running >= 4 && max_running < 8);
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(got_r.finish[i], SKV_FINISH_LENGTH);
+		assert_int_equal(got_r.n[i], 24);
+		assert_memory_equal(got_r.ids[i], ref.ids[i], 24 * sizeof(int32_t));
+		assert_memory_equal(got_e.ids[i], ref.ids[i], 24 * sizeof(int32_t));
+	}
+	skv_local_close(big);
+	skv_local_close(eager);
+	skv_local_close(rsv);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* Runs 4 short streams, then a 200-token prompt arrives while they decode. Returns the largest
+ * step (tokens) taken while the short streams were still running after the long prompt came. */
+static uint32_t mixed_run(struct skv_local *l, uint32_t V, struct collect *c)
+{
+	struct skv_seq_params sp = {.max_tokens = 40, .ignore_eos = true, .sampling = {.temperature = 0.0f, .top_p = 1.0f}};
+	struct skv_err err = {0};
+	int32_t prompt[200];
+	uint32_t biggest = 0;
+	int r;
+
+	for (uint64_t i = 0; i < 4; i++) {
+		make_prompt(prompt, 8, V, 100 + i);
+		assert_int_equal(skv_sched_add(l->sched, i, prompt, 8, &sp, &err), 0);
+	}
+	assert_int_equal(skv_sched_step(l->sched, l->engine, on_event, c, &err), 32); /* 4 prompts */
+	assert_int_equal(skv_sched_step(l->sched, l->engine, on_event, c, &err), 4);  /* 4 decodes */
+	make_prompt(prompt, 200, V, 7);
+	assert_int_equal(skv_sched_add(l->sched, 4, prompt, 200, &sp, &err), 0);
+	while (c->finish[0] == SKV_FINISH_NONE) {
+		r = skv_sched_step(l->sched, l->engine, on_event, c, &err);
+		assert_true(r > 0);
+		biggest = (uint32_t)r > biggest ? (uint32_t)r : biggest;
+	}
+	drain(l, c);
+	return biggest;
+}
+
+/* mixed_batch_tokens bounds the steps that carry decode tokens (the streams' TPOT) and changes
+ * no token: 4 decodes + 28 prompt tokens per step instead of 4 + 124 */
+static void test_sched_mixed_budget(void **state)
+{
+	(void)state;
+	char *dir = tu_mkmodel("--preset tiny --seed 5 --swiftkv-layers 2");
+	struct skv_local *full = open_sched(dir, 1, 256, 128, 8, 0, SKV_ADMIT_EAGER);
+	struct skv_local *mixed = open_sched(dir, 1, 256, 128, 8, 32, SKV_ADMIT_EAGER);
+	const uint32_t V = full->hdr->config.vocab;
+	static struct collect a, b;
+
+	assert_int_equal(mixed_run(full, V, &a), 128);
+	assert_int_equal(mixed_run(mixed, V, &b), 32);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(a.n[i], 40);
+		assert_int_equal(b.n[i], 40);
+		assert_memory_equal(a.ids[i], b.ids[i], 40 * sizeof(int32_t));
+	}
+	/* mixed_batch_tokens above max_batch_tokens is refused by name */
+	struct skv_sched *s = NULL;
+	struct skv_err err = {0};
+	struct skv_sched_params bad = {.num_blocks = 8, .block_size = 16, .max_batch_tokens = 64,
+				       .mixed_batch_tokens = 65, .max_seqs = 4, .max_context = 64};
+	assert_int_equal(skv_sched_new(&bad, &full->hdr->config, &s, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "mixed_batch_tokens 65 exceeds max_batch_tokens 64"));
+	skv_local_close(full);
+	skv_local_close(mixed);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static void test_sched_cancel_and_limits(void **state)
 {
 	(void)state;
@@ -416,7 +535,8 @@ int main(void)
 		cmocka_unit_test(test_sampler),		  cmocka_unit_test(test_chunking_plain),
 		cmocka_unit_test(test_chunking_swiftkv),  cmocka_unit_test(test_chunking_acrosskv),
 		cmocka_unit_test(test_sched_preemption), cmocka_unit_test(test_sched_cancel_and_limits),
-		cmocka_unit_test(test_sched_seed),
+		cmocka_unit_test(test_sched_seed), cmocka_unit_test(test_sched_reserve),
+		cmocka_unit_test(test_sched_mixed_budget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -115,8 +115,10 @@ int skv_local_open(const struct skv_local_params *p, struct skv_local **ret, str
 		.num_blocks = ep->num_blocks,
 		.block_size = ep->block_size,
 		.max_batch_tokens = ep->max_batch_tokens,
+		.mixed_batch_tokens = p->mixed_batch_tokens,
 		.max_seqs = ep->max_seqs,
 		.max_context = ep->max_context,
+		.admission = p->admission,
 	};
 	r = skv_sched_new(&sp, c, &l->sched, err);
 	if (r < 0)

@@ -15,6 +15,8 @@ struct skv_local_params {
 	const char *backend;	   /* "cpu" (default) or "cuda" */
 	unsigned threads;	   /* CPU backend; 0 = every core */
 	uint32_t max_batch_tokens; /* 0: 2048 */
+	uint32_t mixed_batch_tokens; /* see skv_sched_params; 0: max_batch_tokens */
+	enum skv_admission admission;
 	uint32_t max_seqs;	   /* 0: 16 */
 	uint32_t block_size;	   /* 0: 16 */
 	uint32_t max_context;	   /* 0: min(max_position_embeddings, 8192) */

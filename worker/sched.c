@@ -56,6 +56,19 @@ int skv_sample_params_check(const struct skv_sample_params *sp, struct skv_err *
 	return 0;
 }
 
+int skv_admission_parse(const char *name, enum skv_admission *ret)
+{
+	if (!strcmp(name, "eager"))
+		*ret = SKV_ADMIT_EAGER;
+	else if (!strcmp(name, "reserve"))
+		*ret = SKV_ADMIT_RESERVE;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+const char *skv_admission_name(enum skv_admission a) { return a == SKV_ADMIT_RESERVE ? "reserve" : "eager"; }
+
 const char *skv_sched_finish_name(enum skv_finish f)
 {
 	switch (f) {
@@ -109,6 +122,10 @@ static void list_push_front(struct list *l, struct seq *q)
 	l->n++;
 }
 
+/* In a step with decode tokens, prompt chunks get at least this many tokens whatever
+ * mixed_batch_tokens and the number of streams say (within max_batch_tokens). */
+#define SKV_MIN_PREFILL_CHUNK 16u
+
 static uint32_t blocks_for(const struct skv_sched *s, uint32_t tokens) { return SKV_DIV_UP(tokens, s->p.block_size); }
 
 static void seq_free(struct seq *q)
@@ -135,6 +152,12 @@ int skv_sched_new(const struct skv_sched_params *p, const struct skv_model_confi
 	if (!p->num_blocks || !p->block_size || !p->max_batch_tokens || !p->max_seqs || !p->max_context)
 		return skv_err_set(err, -EINVAL, "scheduler: blocks, block size, batch tokens, sequences and context "
 						 "must be positive");
+	if (p->mixed_batch_tokens > p->max_batch_tokens)
+		return skv_err_set(err, -EINVAL, "scheduler: mixed_batch_tokens %u exceeds max_batch_tokens %u",
+				   p->mixed_batch_tokens, p->max_batch_tokens);
+	if (p->admission != SKV_ADMIT_EAGER && p->admission != SKV_ADMIT_RESERVE)
+		return skv_err_set(err, -EINVAL, "scheduler: admission %d is not eager (0) or reserve (1)",
+				   (int)p->admission);
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return skv_err_set(err, -ENOMEM, "scheduler: out of memory");
@@ -340,6 +363,15 @@ int skv_sched_step(struct skv_sched *s, struct skv_engine *e, skv_sched_event_fn
 	 * recomputes after preemption), oldest first. A preemption changes the running list behind
 	 * the cursor, so the pass starts over; planned sequences are skipped, so it ends. */
 	for (int pass = 1; pass <= 2; pass++) {
+		if (pass == 2 && n_plan > 0 && s->p.mixed_batch_tokens) {
+			/* a step with decode tokens: prompt chunks fill it up to mixed_batch_tokens, and
+			 * always get some room, so new prompts progress however many streams run */
+			uint32_t n_dec = s->p.max_batch_tokens - budget;
+			uint32_t room = s->p.mixed_batch_tokens > n_dec + SKV_MIN_PREFILL_CHUNK
+						? s->p.mixed_batch_tokens - n_dec
+						: SKV_MIN_PREFILL_CHUNK;
+			budget = SKV_MIN(budget, room);
+		}
 restart:
 		for (q = s->running.head; q && budget > 0; q = q->next) {
 			uint32_t left = q->n_total - q->n_computed;
@@ -354,13 +386,24 @@ restart:
 				goto restart;
 		}
 	}
-	/* 3. admissions in arrival order, while the whole prompt (and the first generated token) fits
-	 * in free blocks; none in a step that had to preempt, so a preempted sequence does not
-	 * bounce straight back in */
+	/* 3. admissions in arrival order; none in a step that had to preempt, so a preempted
+	 * sequence does not bounce straight back in. eager: while the whole prompt (and the first
+	 * generated token) fits in free blocks with a block of growth left for every running
+	 * sequence, so an admission does not preempt a stream a few steps later. reserve: while the
+	 * arena holds every running sequence at its full length. */
+	uint64_t reserved = 0;
+	if (s->p.admission == SKV_ADMIT_RESERVE)
+		for (q = s->running.head; q; q = q->next)
+			reserved += blocks_for(s, q->cap);
 	while (!preempted && budget > 0 && s->waiting.head && s->running.n < s->p.max_seqs) {
 		q = s->waiting.head;
-		if (blocks_for(s, q->n_total + 1) > s->n_free)
+		if (s->p.admission == SKV_ADMIT_RESERVE) {
+			if (reserved + blocks_for(s, q->cap) > s->p.num_blocks)
+				break;
+			reserved += blocks_for(s, q->cap);
+		} else if ((uint64_t)blocks_for(s, q->n_total + 1) + s->running.n > s->n_free) {
 			break;
+		}
 		list_remove(&s->waiting, q);
 		q->state = SEQ_RUNNING;
 		list_push_back(&s->running, q);

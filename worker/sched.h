@@ -3,7 +3,11 @@
  * The scheduler owns the sequences and the KV blocks. Each step it builds a flat batch under a
  * token budget: every running decode gets its token first (so running streams never stall), then
  * prefills continue in chunks, then waiting requests are admitted in arrival order while blocks
- * allow. When a running sequence needs a block and none is free, the youngest running sequence is
+ * allow. The budget is max_batch_tokens, or mixed_batch_tokens in a step that carries decode
+ * tokens: the knob between TTFT (prompts prefilled in big steps) and TPOT (streams wait for
+ * short steps only). Admission is eager (when the prompt fits, leaving a block of growth per
+ * running sequence) or reserve (only when every running sequence can reach its full length).
+ * When a running sequence needs a block and none is free, the youngest running sequence is
  * preempted by recompute: its blocks are freed and it goes back to the head of the queue with its
  * generated tokens appended to its prompt. After the engine runs, the scheduler samples, appends,
  * checks stop conditions and reports events through a callback. Cancellation takes effect at the
@@ -20,13 +24,24 @@
 
 struct skv_sched;
 
+enum skv_admission {
+	SKV_ADMIT_EAGER = 0, /* start when the prompt fits; may preempt later */
+	SKV_ADMIT_RESERVE,   /* start when prompt + max_tokens of every running sequence fits: never preempts */
+};
+
 struct skv_sched_params {
 	uint32_t num_blocks;
 	uint32_t block_size;
-	uint32_t max_batch_tokens; /* token budget per step */
-	uint32_t max_seqs;	   /* sequences running at once */
-	uint32_t max_context;	   /* prompt + generated, per sequence */
+	uint32_t max_batch_tokens;   /* token budget per step */
+	uint32_t mixed_batch_tokens; /* budget of a step with decode tokens; 0 = max_batch_tokens */
+	uint32_t max_seqs;	     /* sequences running at once */
+	uint32_t max_context;	     /* prompt + generated, per sequence */
+	enum skv_admission admission;
 };
+
+/* "eager" or "reserve"; -EINVAL for other names. */
+int skv_admission_parse(const char *name, enum skv_admission *ret);
+const char *skv_admission_name(enum skv_admission a);
 
 struct skv_seq_params {
 	uint32_t max_tokens; /* new tokens, at least 1 */

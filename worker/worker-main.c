@@ -291,8 +291,10 @@ int main(int argc, char **argv)
 		.num_blocks = ep->num_blocks,
 		.block_size = ep->block_size,
 		.max_batch_tokens = ep->max_batch_tokens,
+		.mixed_batch_tokens = ep->mixed_batch_tokens,
 		.max_seqs = ep->max_seqs,
 		.max_context = ep->max_context,
+		.admission = (enum skv_admission)ep->admission,
 	};
 	if ((rc = skv_engine_new(&eparams, &w.engine, &err)) < 0 ||
 	    (rc = skv_sched_new(&sparams, &img->config, &w.sched, &err)) < 0)

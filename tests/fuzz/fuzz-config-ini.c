@@ -50,7 +50,9 @@ static void check_ranges(const struct skvd_config *c)
 	}
 	if (c->replicas < 1 || c->replicas > 64 || c->max_batch_tokens < 16 || c->max_seqs < 1 || c->block_size < 4 ||
 	    c->block_size > 256 || (c->block_size & (c->block_size - 1)) || (c->max_context && c->max_context < 16) ||
-	    (c->kv_bytes && c->kv_bytes < (1u << 20)) || !(c->kv_fraction >= 0.05 && c->kv_fraction <= 0.99))
+	    (c->kv_bytes && c->kv_bytes < (1u << 20)) || !(c->kv_fraction >= 0.05 && c->kv_fraction <= 0.99) ||
+	    (c->mixed_batch_tokens && c->mixed_batch_tokens < 16) || c->mixed_batch_tokens > c->max_batch_tokens ||
+	    c->admission < 0 || c->admission > 1)
 		abort();
 	if (c->default_max_tokens > c->max_new_tokens || c->restart_backoff_ms > c->restart_backoff_max_ms ||
 	    c->max_prompt_tokens > c->queue_prompt_tokens || c->heartbeat_timeout_ms < 500 || c->max_request_bytes < 4096 ||
