@@ -1,7 +1,7 @@
 #!/bin/sh
 # test-serve-bench.sh: scripts/serve-bench starts the real skvd (CPU backend, the tiny SwiftKV
 # model) and `skv-bench serve` loads it: Poisson arrivals, a closed loop, --compare (two skvd,
-# swiftkv on and off), and text prompts over a rate sweep with its CSV and plot. Each JSON must
+# swiftkv on and off, at once, and one after the other with --sequential), and text prompts over a rate sweep with its CSV and plot. Each JSON must
 # carry every fixed field with sane values: every request completed with exact prompt and output
 # lengths, throughputs > 0, p99 >= p50. Speed is never asserted here.
 #   test-serve-bench.sh SRCDIR SKV_MKMODEL     (skvd, skv-worker, skvctl, skv-bench: $SKVD,
@@ -20,6 +20,8 @@ sb() { "$src/scripts/serve-bench" --backend cpu --threads 1 --log-dir "$d/logs" 
 sb --request-rate 400 --json "$d/rate.json"
 sb --concurrency 4 --json "$d/conc.json"
 sb --compare --json "$d/cmp.json"
+"$src/scripts/serve-bench" --backend cpu --threads 1 --sequential --log-dir "$d/logs" "$d/m" --compare \
+  --input-len 64 --output-len 8 --num-prompts 16 --json "$d/seq.json"
 sb --text --sweep 400,inf --json "$d/sweep.json" --csv "$d/sweep.csv"
 python3 "$src/scripts/plot-serve.py" "$d/sweep.json" -o "$d/sweep.svg"
 python3 "$src/scripts/plot-serve.py" "$d/sweep.csv" -o "$d/sweep-csv.svg"
@@ -59,6 +61,14 @@ check(cmp["on"], "compare on", "all-at-once")
 check(cmp["off"], "compare off", "all-at-once")
 assert cmp["on"]["swiftkv"] == "on" and cmp["off"]["swiftkv"] == "off"
 assert abs(cmp["ratio"]["output_throughput"] - cmp["on"]["output_throughput"] / cmp["off"]["output_throughput"]) < 1e-9
+seq = json.load(open(d + "/seq.json"))
+assert seq["mode"] == "compare" and seq["servers"] == "sequential" and seq["input_len"] == 64
+check(seq["on"], "sequential on", "all-at-once")
+check(seq["off"], "sequential off", "all-at-once")
+assert seq["on"]["swiftkv"] == "on" and seq["off"]["swiftkv"] == "off"
+for k in ("output_throughput", "total_token_throughput"):
+    assert abs(seq["ratio"][k] - seq["on"][k] / seq["off"][k]) < 1e-9, k
+assert abs(seq["ratio"]["tpot_ms"]["p99"] - seq["on"]["tpot_ms"]["p99"] / seq["off"]["tpot_ms"]["p99"]) < 1e-9
 sw = json.load(open(d + "/sweep.json"))
 assert sw["mode"] == "sweep" and sw["prompt_kind"] == "text" and len(sw["runs"]) == 2
 check(sw["runs"][0], "sweep 400", "poisson")

@@ -53,7 +53,7 @@ extern const size_t skv_bench_sample_report_len;
 
 struct opts {
 	const char *socket, *socket_on, *socket_off;
-	const char *json, *csv, *model, *text_file;
+	const char *json, *csv, *model, *text_file, *label;
 	int64_t input_len, output_len, num_prompts;
 	double rate; /* requests/s; INFINITY: all at once */
 	int64_t concurrency; /* 0: open loop (rate) */
@@ -1050,6 +1050,7 @@ static void usage(FILE *f)
 		"                       [--request-rate R | --concurrency C] [--json FILE] [--csv FILE]\n"
 		"                       [--model DIR] [--text [--text-file F]] [--temperature T] [--seed S]\n"
 		"                       [--warmup N] [--clients N] [--per-client N] [--request-timeout-ms MS]\n"
+		"                       [--label on|off]   (which forward the server runs, for the JSON)\n"
 		"       skv-bench serve --compare --socket-on A --socket-off B ...\n"
 		"       skv-bench serve --sweep R1,R2,... ...   (rates in requests/s, inf for all at once)\n"
 		"Default arrivals: every request at once (rate inf). Greedy unless --temperature.\n");
@@ -1076,6 +1077,7 @@ static int serve_main(int argc, char **argv)
 		{"socket-on", required_argument, NULL, 'A'},
 		{"socket-off", required_argument, NULL, 'B'},
 		{"compare", no_argument, NULL, 'C'},
+		{"label", required_argument, NULL, 'L'},
 		{"input-len", required_argument, NULL, 'i'},
 		{"output-len", required_argument, NULL, 'o'},
 		{"num-prompts", required_argument, NULL, 'n'},
@@ -1107,6 +1109,11 @@ static int serve_main(int argc, char **argv)
 		case 'A': o.socket_on = optarg; break;
 		case 'B': o.socket_off = optarg; break;
 		case 'C': o.compare = true; break;
+		case 'L':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+				r = -EINVAL;
+			o.label = optarg;
+			break;
 		case 'i': r = skv_parse_i64(optarg, 1, 1 << 24, &o.input_len); break;
 		case 'o': r = skv_parse_i64(optarg, 1, 1 << 24, &o.output_len); break;
 		case 'n': r = skv_parse_i64(optarg, 1, 10000000, &o.num_prompts); break;
@@ -1148,6 +1155,8 @@ static int serve_main(int argc, char **argv)
 		why = "--socket is required";
 	else if (o.compare && o.socket)
 		why = "--compare uses --socket-on and --socket-off, not --socket";
+	else if (o.compare && o.label)
+		why = "--label names a single server's forward (on or off); --compare labels its two itself";
 	else if (o.concurrency && (have_rate || o.n_sweep))
 		why = "--concurrency is a closed loop: give it without --request-rate and --sweep";
 	else if (have_rate && o.n_sweep)
@@ -1180,7 +1189,7 @@ static int serve_main(int argc, char **argv)
 	}
 	for (uint32_t i = 0; i < o.n_sweep && rc == 0; i++)
 		for (uint32_t k = 0; k < per_rate && rc == 0; k++) {
-			const char *label = !o.compare ? "" : k == 0 ? "on" : "off";
+			const char *label = !o.compare ? (o.label ? o.label : "") : k == 0 ? "on" : "off";
 			const char *sock = !o.compare ? o.socket : k == 0 ? o.socket_on : o.socket_off;
 			char rs[32];
 			rate_str(o.sweep[i], rs, sizeof(rs));
