@@ -1057,8 +1057,10 @@ static int64_t worker0(struct e2e *e, const char *key)
 	return x;
 }
 
-/* The scheduler's knobs reach the worker: with admission = reserve in a small arena, 8
- * requests of 10 blocks each never run more at once than the arena holds at their full length,
+/* The scheduler's knobs reach the worker: with admission = reserve in a small arena, requests
+ * of 10 blocks each, two more than the arena holds at full length (1 MiB of the tiny model's KV:
+ * 64 blocks, 6 requests, on the CPU; twice that in the CUDA backend's bf16), never run more at
+ * once than the arena holds at their full length,
  * nothing is preempted, and the tokens are skv-run's (mixed_batch_tokens = 16 chunks the prompts
  * that arrive while others decode). */
 static void test_sched_reserve(void **state)
@@ -1068,16 +1070,18 @@ static void test_sched_reserve(void **state)
 	const char *ov[] = {"engine.replicas=1", "engine.kv_cache_bytes=1M", "engine.admission=reserve",
 			    "engine.mixed_batch_tokens=16", NULL};
 	e2e_start(&e, model, ov);
-	enum { N = 8, LEN = 100, MAXT = 60 };
-	static int32_t prompts[N][LEN], got[N][MAXT];
-	uint32_t n_got[N] = {0};
+	enum { NMAX = 32, LEN = 100, MAXT = 60 };
+	static int32_t prompts[NMAX][LEN], got[NMAX][MAXT];
+	uint32_t n_got[NMAX] = {0};
 	struct skv_client *c = e2e_client(&e);
 	struct skv_request req;
 	uint64_t id;
 
 	const int64_t total = worker0(&e, "kv_total_blocks");
 	const int64_t per_req = (LEN + MAXT + 15) / 16, fit = total / per_req;
-	assert_true(fit >= 2 && fit < N); /* 1 MiB of the tiny model's KV: 64 blocks, 6 requests */
+	const int N = (int)fit + 2;
+	if (fit < 2 || N > NMAX)
+		fail_msg("the arena holds %lld requests at full length; the test wants 2 to %d", (long long)fit, NMAX - 2);
 	for (int i = 0; i < N; i++) {
 		make_ids(prompts[i], LEN, 500 + (uint64_t)i);
 		ids_request(&req, prompts[i], LEN, MAXT);
@@ -1110,10 +1114,15 @@ static void test_sched_reserve(void **state)
 	assert_int_equal(left, 0);
 	assert_true(polls > 0);
 	assert_int_equal(worker0(&e, "preemptions"), 0);
+	/* bf16 on a GPU: 16-token chunks round differently from skv-run's whole prompt (see
+	 * test_streams_equal_skv_run); the counts still hold there, the tokens only on the CPU */
+	const bool exact = !getenv("SKV_E2E_BACKEND") || !strcmp(getenv("SKV_E2E_BACKEND"), "cpu");
 	for (int i = 0; i < N; i++) {
 		int32_t want[MAXT];
-		assert_int_equal(skv_run_ids(prompts[i], LEN, MAXT, "", want), MAXT);
 		assert_int_equal(n_got[i], MAXT);
+		if (!exact)
+			continue;
+		assert_int_equal(skv_run_ids(prompts[i], LEN, MAXT, "", want), MAXT);
 		if (memcmp(want, got[i], sizeof(want)))
 			fail_msg("request %d: skvd's tokens differ from skv-run's", i);
 	}
