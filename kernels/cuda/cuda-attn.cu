@@ -11,7 +11,7 @@
  *    the tiles that cross the diagonal.
  *  - decode (every sequence has exactly one query row), head_dim 64 or 128, on tensor cores:
  *    the query heads of one KV head are the rows of an MMA tile; a block owns one (sequence,
- *    KV head, split of the context) and streams its K/V through a 3-stage cp.async pipeline;
+ *    KV head, split of the context) and streams its K/V through a 2-stage cp.async pipeline;
  *    partial (max, sum, unnormalised output) per split, then a reduce kernel. The split count
  *    comes from the batch's shape and the capacity (max_blocks * block_size), never from
  *    host-known context lengths, so a captured graph stays right for any context up to it.
@@ -27,6 +27,7 @@
 #include "cuda-internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #define LOG2E 1.4426950408889634f
 
@@ -528,12 +529,15 @@ __global__ void k_attn_decode_reduce(attn_params a, int split_len, int n_split, 
  * zero): S = Q K^T and O += P V run on mma.sync like the prefill kernel, so a key costs a few
  * instructions instead of the SIMT kernel's ~100 per lane (which made that one issue-bound).
  * A block owns (sequence, KV head, split of the context); its 4 warps stream the split's K/V
- * through shared memory in tiles of 64 positions, 3 cp.async stages deep (up to 64 KB in flight
- * per block, whatever the registers), each warp taking 16 positions of every tile with its own
- * online softmax; the warps combine at the end, and splits combine in k_attn_decode_reduce. */
+ * through shared memory in tiles of 64 positions, 2 cp.async stages deep (3 measured slower:
+ * their 96 KB of shared memory at head_dim 128 leave room for 2 blocks per SM instead of 3),
+ * each warp taking 16 positions of every tile with its own online softmax; the warps combine at the end, and splits combine in k_attn_decode_reduce. */
 
 #define DM_BK 64
-#define DM_STAGES 3
+#define DM_STAGES_MAX 3
+#define DM_STAGES_DEFAULT 2
+#define DM_BLOCKS_PER_SM_DEFAULT 1
+#define DM_MAX_SPLIT_LEN 4096 /* positions one block walks at most: bounds a long sequence's tail */
 
 template <int D>
 __device__ __forceinline__ void dm_load_tile(bf16 *sk, bf16 *sv, const attn_params &a, const int32_t *bt, int kv0,
@@ -551,7 +555,7 @@ __device__ __forceinline__ void dm_load_tile(bf16 *sk, bf16 *sv, const attn_para
 	}
 }
 
-template <int D>
+template <int D, int DM_STAGES>
 __global__ void __launch_bounds__(128) k_attn_decode_mma(attn_params a, int split_len, int n_split, float *part,
 							   bool direct, int gq)
 {
@@ -816,12 +820,20 @@ int skv_cuda_attention_init(struct skv_cuda_backend *cb)
 			      "attention: shared memory limit");
 	ok = ok &&
 	     skv_cuda_ok(cb,
-			 cudaFuncSetAttribute(k_attn_decode_mma<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-					      DM_STAGES * 2 * DM_BK * 64 * 2),
+			 cudaFuncSetAttribute(k_attn_decode_mma<64, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					      2 * 2 * DM_BK * 64 * 2),
 			 "attention: shared memory limit") &&
 	     skv_cuda_ok(cb,
-			 cudaFuncSetAttribute(k_attn_decode_mma<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-					      DM_STAGES * 2 * DM_BK * 128 * 2),
+			 cudaFuncSetAttribute(k_attn_decode_mma<64, 3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					      3 * 2 * DM_BK * 64 * 2),
+			 "attention: shared memory limit") &&
+	     skv_cuda_ok(cb,
+			 cudaFuncSetAttribute(k_attn_decode_mma<128, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					      2 * 2 * DM_BK * 128 * 2),
+			 "attention: shared memory limit") &&
+	     skv_cuda_ok(cb,
+			 cudaFuncSetAttribute(k_attn_decode_mma<128, 3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					      3 * 2 * DM_BK * 128 * 2),
 			 "attention: shared memory limit");
 	return ok ? 0 : -EIO;
 }
@@ -835,6 +847,32 @@ static bool decode_simt(void)
 		v = e && !strcmp(e, "simt");
 	}
 	return v;
+}
+
+/* The tensor-core decode kernel's two tuning choices, for A/B runs on the device without a
+ * rebuild: SKV_CUDA_DECODE_STAGES (2 or 3 cp.async stages: 64 or 96 KB of shared memory for
+ * head_dim 128, so 3 or 2 blocks per SM) and SKV_CUDA_DECODE_BLOCKS_PER_SM (the split count
+ * aims at this many blocks per SM, 1 to 64). Unset or out of range: the defaults. */
+static int env_int(const char *name, int lo, int hi, int def)
+{
+	const char *e = getenv(name);
+	char *end;
+	long v = e ? strtol(e, &end, 10) : 0;
+	return e && *e && !*end && v >= lo && v <= hi ? (int)v : def;
+}
+static int decode_stages(void)
+{
+	static int v = -1;
+	if (v < 0)
+		v = env_int("SKV_CUDA_DECODE_STAGES", 2, DM_STAGES_MAX, DM_STAGES_DEFAULT);
+	return v;
+}
+static uint32_t decode_blocks_per_sm(void)
+{
+	static int v = -1;
+	if (v < 0)
+		v = env_int("SKV_CUDA_DECODE_BLOCKS_PER_SM", 1, 64, DM_BLOCKS_PER_SM_DEFAULT);
+	return (uint32_t)v;
 }
 
 template <int D>
@@ -853,11 +891,16 @@ static void launch_decode(struct skv_cuda_backend *cb, const attn_params &a, uin
 	}
 	const uint32_t hchunks = group / (uint32_t)gq;
 	const uint32_t blocks_per_split = n_q * a.n_kv_heads * hchunks;
-	/* Splits: enough blocks to fill the GPU many times over (16 per SM: balance matters more
-	 * than the partials' traffic), within the partials' budget and the scratch's shape. */
+	/* Splits: the fewest that give every SM a block (DM_BLOCKS_PER_SM_DEFAULT; more splits
+	 * measured slower: each costs a pipeline fill, a combine and reduce traffic, and a block
+	 * count just past a wave leaves a tail), but no split longer than DM_MAX_SPLIT_LEN, so one
+	 * long sequence in a batch of short ones is still spread over several blocks (the split
+	 * length is uniform over the capacity, the longest context's); within the partials' budget
+	 * and the scratch's shape. */
 	uint32_t n_split = 1;
 	if (cb->attn_part && a.n_heads <= cb->attn_heads && (uint32_t)D <= cb->attn_dim) {
-		const uint32_t want = SKV_DIV_UP(16u * (uint32_t)cb->sm_count, blocks_per_split);
+		const uint32_t want = SKV_MAX(SKV_DIV_UP(decode_blocks_per_sm() * (uint32_t)cb->sm_count, blocks_per_split),
+					      SKV_DIV_UP(capacity, (uint32_t)DM_MAX_SPLIT_LEN));
 		const uint32_t cap = SKV_MIN(SKV_CUDA_ATTN_MAX_SPLITS, SKV_CUDA_ATTN_PART_ROWS / n_q);
 		n_split = SKV_MAX(1u, SKV_MIN(want, cap));
 	}
@@ -866,9 +909,14 @@ static void launch_decode(struct skv_cuda_backend *cb, const attn_params &a, uin
 	const bool direct = n_split == 1;
 	dim3 grid(n_split, a.n_kv_heads * hchunks, n_q);
 	if (mma) {
-		const size_t smem = (size_t)DM_STAGES * 2 * DM_BK * D * 2;
-		k_attn_decode_mma<D><<<grid, 128, smem, cb->stream>>>(a, (int)split_len, (int)n_split, cb->attn_part,
-								     direct, gq);
+		const int stages = decode_stages();
+		const size_t smem = (size_t)stages * 2 * DM_BK * D * 2;
+		if (stages == 2)
+			k_attn_decode_mma<D, 2><<<grid, 128, smem, cb->stream>>>(a, (int)split_len, (int)n_split,
+										   cb->attn_part, direct, gq);
+		else
+			k_attn_decode_mma<D, 3><<<grid, 128, smem, cb->stream>>>(a, (int)split_len, (int)n_split,
+										   cb->attn_part, direct, gq);
 	} else {
 		switch (gq) {
 		case 8:
