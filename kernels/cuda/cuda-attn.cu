@@ -808,33 +808,22 @@ int skv_cuda_attention_prepare(struct skv_backend *be, uint32_t n_heads, uint32_
 	return 0;
 }
 
+/* Lets `kernel` use `bytes` of dynamic shared memory (past the 48 KB default). */
+template <typename K>
+static bool smem_limit(struct skv_cuda_backend *cb, K *kernel, size_t bytes)
+{
+	return skv_cuda_ok(cb, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
+			   "attention: shared memory limit");
+}
+
 int skv_cuda_attention_init(struct skv_cuda_backend *cb)
 {
-	bool ok = skv_cuda_ok(cb,
-			      cudaFuncSetAttribute(k_attn_prefill<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-						   (FA_BQ + 4 * FA_BK) * 64 * 2),
-			      "attention: shared memory limit") &&
-		  skv_cuda_ok(cb,
-			      cudaFuncSetAttribute(k_attn_prefill<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-						   (FA_BQ + 4 * FA_BK) * 128 * 2),
-			      "attention: shared memory limit");
-	ok = ok &&
-	     skv_cuda_ok(cb,
-			 cudaFuncSetAttribute(k_attn_decode_mma<64, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-					      2 * 2 * DM_BK * 64 * 2),
-			 "attention: shared memory limit") &&
-	     skv_cuda_ok(cb,
-			 cudaFuncSetAttribute(k_attn_decode_mma<64, 3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-					      3 * 2 * DM_BK * 64 * 2),
-			 "attention: shared memory limit") &&
-	     skv_cuda_ok(cb,
-			 cudaFuncSetAttribute(k_attn_decode_mma<128, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-					      2 * 2 * DM_BK * 128 * 2),
-			 "attention: shared memory limit") &&
-	     skv_cuda_ok(cb,
-			 cudaFuncSetAttribute(k_attn_decode_mma<128, 3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-					      3 * 2 * DM_BK * 128 * 2),
-			 "attention: shared memory limit");
+	const bool ok = smem_limit(cb, k_attn_prefill<64>, (FA_BQ + 4 * FA_BK) * 64 * 2) &&
+			smem_limit(cb, k_attn_prefill<128>, (FA_BQ + 4 * FA_BK) * 128 * 2) &&
+			smem_limit(cb, k_attn_decode_mma<64, 2>, 2 * 2 * DM_BK * 64 * 2) &&
+			smem_limit(cb, k_attn_decode_mma<64, 3>, 3 * 2 * DM_BK * 64 * 2) &&
+			smem_limit(cb, k_attn_decode_mma<128, 2>, 2 * 2 * DM_BK * 128 * 2) &&
+			smem_limit(cb, k_attn_decode_mma<128, 3>, 3 * 2 * DM_BK * 128 * 2);
 	return ok ? 0 : -EIO;
 }
 
