@@ -336,6 +336,23 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 2) k_attn_prefill(attn_params a
 
 /* ================================ decode (split context) ================================ */
 
+/* Element d of one head's result for one split: the output itself when the context is a single
+ * split, else the split's partial (running max M, sum L, unnormalised O) for the reduce kernel. */
+__device__ __forceinline__ void store_split(const attn_params &a, float *part, int row, int hh, int d, int D,
+					    int split, int n_split, bool direct, float M, float L, float O)
+{
+	if (direct) {
+		a.out[(size_t)row * a.n_heads * D + (size_t)hh * D + d] = __float2bfloat16_rn(L > 0.0f ? O / L : 0.0f);
+		return;
+	}
+	float *pp = part + (((size_t)row * a.n_heads + hh) * n_split + split) * (D + 2);
+	pp[2 + d] = O;
+	if (d == 0) {
+		pp[0] = M;
+		pp[1] = L;
+	}
+}
+
 #define DEC_WARPS 4
 
 template <int D, int GQ>
@@ -487,17 +504,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) k_attn_decode(attn_params a, i
 			L += s_l[w][j] * f;
 			O += s_o[w][j][d] * f;
 		}
-		const int hh = h0 + j;
-		if (direct) {
-			a.out[(size_t)row * a.n_heads * D + (size_t)hh * D + d] = __float2bfloat16_rn(L > 0.0f ? O / L : 0.0f);
-		} else {
-			float *pp = part + (((size_t)row * a.n_heads + hh) * n_split + split) * (D + 2);
-			pp[2 + d] = O;
-			if (d == 0) {
-				pp[0] = M;
-				pp[1] = L;
-			}
-		}
+		store_split(a, part, row, h0 + j, d, D, split, n_split, direct, M, L, O);
 	}
 }
 
@@ -539,21 +546,9 @@ __global__ void k_attn_decode_reduce(attn_params a, int split_len, int n_split, 
 #define DM_BLOCKS_PER_SM_DEFAULT 1
 #define DM_MAX_SPLIT_LEN 4096 /* positions one block walks at most: bounds a long sequence's tail */
 
-template <int D>
-__device__ __forceinline__ void dm_load_tile(bf16 *sk, bf16 *sv, const attn_params &a, const int32_t *bt, int kv0,
-					     int kv_end, uint32_t kvh)
-{
-	constexpr int CH = D / 8;
-	for (int i = threadIdx.x; i < DM_BK * CH; i += 128) {
-		const int r = i / CH, c = i % CH, pos = kv0 + r;
-		const bool ok = pos < kv_end;
-		size_t off = 0;
-		if (ok)
-			off = ((size_t)slot_of(a, bt, pos) * a.n_kv_heads + kvh) * D + c * 8;
-		cp_async16(sk + sw<D>(r, c * 8), a.kc + off, ok);
-		cp_async16(sv + sw<D>(r, c * 8), a.vc + off, ok);
-	}
-}
+/* K/V tiles come in through the prefill kernel's load_kv_tiles: same tile height, same 128
+ * threads */
+static_assert(DM_BK == FA_BK && FA_WARPS * 32 == 128, "decode tiles load like prefill tiles");
 
 template <int D, int DM_STAGES>
 __global__ void __launch_bounds__(128) k_attn_decode_mma(attn_params a, int split_len, int n_split, float *part,
@@ -577,7 +572,7 @@ __global__ void __launch_bounds__(128) k_attn_decode_mma(attn_params a, int spli
 
 	for (int t = 0; t < DM_STAGES - 1; t++) {
 		if (t < n_tiles)
-			dm_load_tile<D>(stage + (size_t)t * 2 * DM_BK * D, stage + (size_t)(t * 2 + 1) * DM_BK * D, a, bt,
+			load_kv_tiles<D>(stage + (size_t)t * 2 * DM_BK * D, stage + (size_t)(t * 2 + 1) * DM_BK * D, a, bt,
 					start + t * DM_BK, end, kvh);
 		cp_async_commit();
 	}
@@ -609,7 +604,7 @@ __global__ void __launch_bounds__(128) k_attn_decode_mma(attn_params a, int spli
 		const int tn = t + DM_STAGES - 1;
 		if (tn < n_tiles) {
 			const int st = tn % DM_STAGES;
-			dm_load_tile<D>(stage + (size_t)st * 2 * DM_BK * D, stage + (size_t)(st * 2 + 1) * DM_BK * D, a, bt,
+			load_kv_tiles<D>(stage + (size_t)st * 2 * DM_BK * D, stage + (size_t)(st * 2 + 1) * DM_BK * D, a, bt,
 					start + tn * DM_BK, end, kvh);
 		}
 		cp_async_commit();
@@ -708,17 +703,7 @@ __global__ void __launch_bounds__(128) k_attn_decode_mma(attn_params a, int spli
 			L += cl[w * 16 + r] * f;
 			O += co[((size_t)w * 16 + r) * D + d] * f;
 		}
-		const int hh = h0 + r;
-		if (direct) {
-			a.out[(size_t)row * a.n_heads * D + (size_t)hh * D + d] = __float2bfloat16_rn(L > 0.0f ? O / L : 0.0f);
-		} else {
-			float *pp = part + (((size_t)row * a.n_heads + hh) * n_split + split) * (D + 2);
-			pp[2 + d] = O;
-			if (d == 0) {
-				pp[0] = M;
-				pp[1] = L;
-			}
-		}
+		store_split(a, part, row, h0 + r, d, D, split, n_split, direct, M, L, O);
 	}
 }
 
