@@ -16,12 +16,6 @@ extern const size_t skv_chat_template_llama31_text_len;
 extern const char skv_chat_template_llama3_text[];
 extern const size_t skv_chat_template_llama3_text_len;
 
-static void json_putp(json_object **o)
-{
-	if (*o)
-		json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_putp)
 
 const char *skv_chat_template_text(enum skv_chat_template t)
 {
@@ -121,29 +115,6 @@ static int token_field(json_object *root, const char *key, char **ret, const cha
 	return *ret ? 0 : skv_err_set(err, -ENOMEM, "%s: out of memory", name);
 }
 
-static int parse_json(const char *json, size_t len, const char *name, json_object **ret, struct skv_err *err)
-{
-	json_tokener *jt = json_tokener_new_ex(64);
-	enum json_tokener_error jerr;
-	json_object *o;
-	if (!jt)
-		return skv_err_set(err, -ENOMEM, "%s: out of memory", name);
-	if (len > INT32_MAX) {
-		json_tokener_free(jt);
-		return skv_err_set(err, -EFBIG, "%s: too large", name);
-	}
-	o = json_tokener_parse_ex(jt, json, (int)len);
-	jerr = json_tokener_get_error(jt);
-	json_tokener_free(jt);
-	if (!o || jerr != json_tokener_success) {
-		if (o)
-			json_object_put(o);
-		return skv_err_set(err, -EINVAL, "%s: not valid JSON: %s", name,
-				   json_tokener_error_desc(jerr == json_tokener_success ? json_tokener_continue : jerr));
-	}
-	*ret = o;
-	return 0;
-}
 
 int skv_chat_parse_config(const char *json, size_t len, const char *name, struct skv_chat **ret, struct skv_err *err)
 {
@@ -154,7 +125,7 @@ int skv_chat_parse_config(const char *json, size_t len, const char *name, struct
 
 	if (!c)
 		return skv_err_set(err, -ENOMEM, "%s: out of memory", name);
-	if ((r = parse_json(json, len, name, &root, err)) < 0)
+	if ((r = skv_json_parse(json, len, name, &root, err)) < 0)
 		return r;
 	if (!json_object_is_type(root, json_type_object))
 		return skv_err_set(err, -EINVAL, "%s: not a JSON object", name);
@@ -188,7 +159,7 @@ static int parse_gen_eos(struct skv_chat *c, const char *json, size_t len, const
 	_cleanup_json_ json_object *root = NULL;
 	json_object *e = NULL;
 	int r;
-	if ((r = parse_json(json, len, name, &root, err)) < 0)
+	if ((r = skv_json_parse(json, len, name, &root, err)) < 0)
 		return r;
 	if (!json_object_is_type(root, json_type_object) || !json_object_object_get_ex(root, "eos_token_id", &e) || !e ||
 	    json_object_is_type(e, json_type_null))
@@ -277,7 +248,7 @@ int skv_chat_messages_parse(const char *json, size_t len, struct skv_chat_messag
 	_cleanup_json_ json_object *root = NULL;
 	int r;
 
-	if ((r = parse_json(json, len, "messages", &root, err)) < 0)
+	if ((r = skv_json_parse(json, len, "messages", &root, err)) < 0)
 		return r;
 	if (!json_object_is_type(root, json_type_array))
 		return skv_err_set(err, -EINVAL, "messages: a JSON array of {\"role\", \"content\"} objects is expected");

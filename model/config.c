@@ -13,12 +13,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void json_putp(json_object **o)
+void skv_json_putp(json_object **o)
 {
 	if (*o)
 		json_object_put(*o);
 }
-#define _cleanup_json_ _cleanup_(json_putp)
 
 int skv_read_file(const char *path, size_t max_bytes, char **ret_buf, size_t *ret_len, struct skv_err *err)
 {
@@ -55,7 +54,7 @@ int skv_read_file(const char *path, size_t max_bytes, char **ret_buf, size_t *re
 	return 0;
 }
 
-static int parse_json(const char *text, size_t len, const char *name, json_object **ret, struct skv_err *err)
+int skv_json_parse(const char *text, size_t len, const char *name, json_object **ret, struct skv_err *err)
 {
 	json_tokener *tok;
 	json_object *o;
@@ -87,6 +86,17 @@ static int parse_json(const char *text, size_t len, const char *name, json_objec
 		}
 	}
 	json_tokener_free(tok);
+	*ret = o;
+	return 0;
+}
+
+/* A config file: one JSON object. */
+static int parse_json(const char *text, size_t len, const char *name, json_object **ret, struct skv_err *err)
+{
+	json_object *o;
+	int r = skv_json_parse(text, len, name, &o, err);
+	if (r < 0)
+		return r;
 	if (!json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
 		return skv_err_set(err, -EINVAL, "%s: top level is not a JSON object", name);

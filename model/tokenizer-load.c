@@ -16,12 +16,6 @@
 
 #include "model-config.h"
 
-static void json_putp(json_object **o)
-{
-	if (*o)
-		json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_putp)
 
 static json_object *get(json_object *o, const char *key)
 {

@@ -212,7 +212,7 @@ static void test_config(void **state)
 	assert_non_null(strstr(err.msg, "bos_token"));
 	tu_writef(path, "{not json");
 	assert_true(skv_chat_load(dir, &c, &err) < 0);
-	assert_non_null(strstr(err.msg, "not valid JSON"));
+	assert_non_null(strstr(err.msg, "invalid JSON"));
 	assert_true(skv_chat_load("/nonexistent", &c, &err) < 0);
 	tu_rmdir(dir);
 	free(dir);
@@ -296,7 +296,8 @@ static void test_messages(void **state)
 	static const struct {
 		const char *json, *needle;
 	} bad[] = {
-		{"{", "not valid JSON"},
+		{"{", "invalid JSON"},
+		{"[{\"role\": \"user\", \"content\": \"x\"}] junk", "invalid JSON"},
 		{"{}", "JSON array"},
 		{"[1]", "not an object"},
 		{"[{\"content\": \"x\"}]", "\"role\""},
