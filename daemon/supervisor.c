@@ -67,6 +67,11 @@ int skvd_replicas_create(struct skvd *d, struct skv_err *err)
 	if (!d->replicas)
 		return skv_err_set(err, -ENOMEM, "out of memory");
 	d->n_replicas = n;
+	for (uint32_t i = 0; i < n; i++) { /* nothing open yet: skvd_replicas_destroy closes only these */
+		struct skvd_replica *rp = &d->replicas[i];
+		rp->ctl_fd = rp->kv_fd = rp->req_efd = rp->evt_efd = rp->pidfd = -1;
+		rp->wreg.fd = rp->kvreg.fd = -1;
+	}
 
 	/* KV arena per replica: the configured bytes, or room for max_seqs sequences of
 	 * min(context, 8192) tokens (a long-context model's full context for every sequence would
@@ -97,8 +102,6 @@ int skvd_replicas_create(struct skvd *d, struct skv_err *err)
 		char name[32];
 		rp->index = i;
 		rp->device = cuda ? d->dev_ids[i] : -1;
-		rp->ctl_fd = rp->kv_fd = rp->req_efd = rp->evt_efd = rp->pidfd = -1;
-		rp->wreg.fd = rp->kvreg.fd = -1;
 		rp->backoff_ms = c->restart_backoff_ms;
 
 		/* a step makes up to 2 events per sequence (a token, a first-scheduled note), plus
@@ -273,6 +276,10 @@ static void kill_worker(struct skvd_replica *rp, const char *why)
 
 void skvd_replica_restart(struct skvd_replica *rp)
 {
+	if (rp->state == SKVD_WORKER_DOWN) { /* no worker to kill: start the next one now */
+		rp->restart_at_ns = 0;
+		return;
+	}
 	rp->restart_requested = true;
 	kill_worker(rp, "restart requested");
 }
