@@ -91,7 +91,6 @@ static void req_free(struct skvd_req *q)
 	for (uint32_t i = 0; i < q->n_stop; i++)
 		free(q->stop[i]);
 	free(q->stop);
-	skvd_detok_free(q->detok);
 	free(q->held);
 	free(q);
 }
@@ -115,12 +114,12 @@ int skvd_request_start(struct skvd *d, struct skvd_session *s, struct skvd_req_i
 		return -EBUSY;
 	}
 	q = calloc(1, sizeof(*q));
-	if (!q || !(q->detok = skvd_detok_new(d))) {
-		free(q);
+	if (!q) {
 		*ret_error = SKV_WIRE_ERR_INTERNAL;
 		snprintf(msg, msg_len, "out of memory");
 		return -ENOMEM;
 	}
+	skvd_detok_init(&q->detok);
 	q->id = d->next_req_id++;
 	q->client_id = in->client_id;
 	q->uid = s->uid;
@@ -331,7 +330,7 @@ void skvd_request_on_event(struct skvd *d, struct skvd_replica *rp, const struct
 		d->n_gen_tokens_total++;
 		if (q->flags & SKV_REQ_STREAM_IDS && q->n_pending_ids < SKV_WIRE_DELTA_IDS)
 			q->pending_ids[q->n_pending_ids++] = ev->token;
-		if (skvd_detok_push(d, q->detok, ev->token, &q->held, &q->held_len, &q->held_cap) < 0) {
+		if (skvd_detok_push(d, &q->detok, ev->token, &q->held, &q->held_len, &q->held_cap) < 0) {
 			skvd_request_abort(d, q, SKV_WIRE_FINISH_ERROR, SKV_WIRE_ERR_INTERNAL, "detokenizer failed");
 			return;
 		}
@@ -349,7 +348,7 @@ void skvd_request_on_event(struct skvd *d, struct skvd_replica *rp, const struct
 	case SKV_CTL_FINISH_LENGTH:
 		/* whatever was held back for a stop string that never came is text after all, and
 		 * an unfinished character becomes U+FFFD */
-		if (skvd_detok_flush(q->detok, &q->held, &q->held_len, &q->held_cap) < 0)
+		if (skvd_detok_flush(&q->detok, &q->held, &q->held_len, &q->held_cap) < 0)
 			q->held_len = 0;
 		send_text(d, q, q->held, q->held_len);
 		q->held_len = 0;
@@ -392,8 +391,7 @@ void skvd_requests_worker_lost(struct skvd *d, struct skvd_replica *rp)
 		q->n_generated = 0;
 		q->held_len = 0;
 		q->n_pending_ids = 0;
-		skvd_detok_free(q->detok);
-		q->detok = skvd_detok_new(d);
+		skvd_detok_init(&q->detok);
 		struct skvd_replica *to = pick_replica(d, q->n_prompt, rp);
 		replica_link(to ? to : rp, q);
 		if (to && to != rp)

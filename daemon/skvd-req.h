@@ -83,13 +83,11 @@ struct skvd_chat_msg {
 int skvd_text_encode_chat(struct skvd *d, const struct skvd_chat_msg *m, uint32_t n, int32_t **ret,
 			  uint32_t *ret_n, struct skv_err *err);
 /* Incremental detokenizer: never splits a UTF-8 character; special tokens produce no text. */
-struct skv_detok;
-struct skv_detok *skvd_detok_new(struct skvd *d);
-void skvd_detok_free(struct skv_detok *t);
+void skvd_detok_init(struct skv_tokenizer_stream *s);
 /* Appends the text of `id` (possibly none yet) to *buf (grown as needed). */
-int skvd_detok_push(struct skvd *d, struct skv_detok *t, int32_t id, char **buf, size_t *len, size_t *cap);
+int skvd_detok_push(struct skvd *d, struct skv_tokenizer_stream *s, int32_t id, char **buf, size_t *len, size_t *cap);
 /* End of the stream: an unfinished character becomes U+FFFD. */
-int skvd_detok_flush(struct skv_detok *t, char **buf, size_t *len, size_t *cap);
+int skvd_detok_flush(struct skv_tokenizer_stream *s, char **buf, size_t *len, size_t *cap);
 
 /* notify.c: systemd */
 void skvd_notify(struct skvd *d, const char *fmt, ...) SKV_PRINTF(2, 3);

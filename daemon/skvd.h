@@ -21,6 +21,7 @@
 #include "keeper.h"
 #include "ring.h"
 #include "skv-base.h"
+#include "tokenizer.h"
 #include "wire.h"
 
 struct skvd;
@@ -93,7 +94,7 @@ struct skvd_req {
 
 	uint32_t n_generated;
 	bool streamed; /* something reached the client: a worker loss can no longer re-run it */
-	struct skv_detok *detok; /* incremental detokenizer state */
+	struct skv_tokenizer_stream detok; /* incremental detokenizer state */
 	char *held;		 /* decoded text not yet sent (may be the start of a stop string) */
 	size_t held_len, held_cap;
 	int32_t pending_ids[SKV_WIRE_DELTA_IDS];

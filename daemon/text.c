@@ -20,10 +20,6 @@ struct skvd_text {
 	size_t bound;	       /* most bytes one streamed token yields */
 };
 
-struct skv_detok {
-	struct skv_tokenizer_stream s;
-};
-
 int skvd_text_load(struct skvd *d, struct skv_err *err)
 {
 	struct skvd_text *t = calloc(1, sizeof(*t));
@@ -68,10 +64,16 @@ void skvd_text_free(struct skvd *d)
 
 int skvd_text_encode(struct skvd *d, const char *text, size_t len, int32_t **ret, uint32_t *ret_n, struct skv_err *err)
 {
-	ssize_t n = skv_tokenizer_encode_alloc(d->text->tok, text, len,
-					       SKV_TOKENIZER_ADD_SPECIAL | SKV_TOKENIZER_SPECIAL_AS_TEXT, ret, err);
+	const int32_t *v; /* in skvd's long-lived workspace, not a new one per request */
+	ssize_t n = skv_tokenizer_encode(d->text->tok, d->text->ws, text, len,
+					 SKV_TOKENIZER_ADD_SPECIAL | SKV_TOKENIZER_SPECIAL_AS_TEXT, &v, err);
 	if (n < 0)
 		return (int)n;
+	int32_t *ids = malloc(SKV_MAX((size_t)n, 1u) * sizeof(int32_t));
+	if (!ids)
+		return skv_err_set(err, -ENOMEM, "out of memory");
+	memcpy(ids, v, (size_t)n * sizeof(int32_t));
+	*ret = ids;
 	*ret_n = (uint32_t)n;
 	return 0;
 }
@@ -153,18 +155,9 @@ int skvd_text_encode_chat(struct skvd *d, const struct skvd_chat_msg *m, uint32_
 	return 0;
 }
 
-struct skv_detok *skvd_detok_new(struct skvd *d)
-{
-	struct skv_detok *t = calloc(1, sizeof(*t));
-	(void)d;
-	if (t)
-		skv_tokenizer_stream_init(&t->s, SKV_TOKENIZER_SKIP_SPECIAL);
-	return t;
-}
+void skvd_detok_init(struct skv_tokenizer_stream *s) { skv_tokenizer_stream_init(s, SKV_TOKENIZER_SKIP_SPECIAL); }
 
-void skvd_detok_free(struct skv_detok *t) { free(t); }
-
-int skvd_detok_push(struct skvd *d, struct skv_detok *t, int32_t id, char **buf, size_t *len, size_t *cap)
+int skvd_detok_push(struct skvd *d, struct skv_tokenizer_stream *s, int32_t id, char **buf, size_t *len, size_t *cap)
 {
 	size_t need = *len + d->text->bound + 1;
 	if (need > *cap) {
@@ -175,14 +168,14 @@ int skvd_detok_push(struct skvd *d, struct skv_detok *t, int32_t id, char **buf,
 		*buf = b;
 		*cap = nc;
 	}
-	ssize_t n = skv_tokenizer_stream_push(d->text->tok, &t->s, id, *buf + *len, *cap - *len);
+	ssize_t n = skv_tokenizer_stream_push(d->text->tok, s, id, *buf + *len, *cap - *len);
 	if (n < 0)
 		return (int)n;
 	*len += (size_t)n;
 	return 0;
 }
 
-int skvd_detok_flush(struct skv_detok *t, char **buf, size_t *len, size_t *cap)
+int skvd_detok_flush(struct skv_tokenizer_stream *s, char **buf, size_t *len, size_t *cap)
 {
 	if (*len + 5 > *cap) {
 		char *b = realloc(*buf, *len + 5);
@@ -191,7 +184,7 @@ int skvd_detok_flush(struct skv_detok *t, char **buf, size_t *len, size_t *cap)
 		*buf = b;
 		*cap = *len + 5;
 	}
-	ssize_t n = skv_tokenizer_stream_flush(&t->s, *buf + *len, *cap - *len);
+	ssize_t n = skv_tokenizer_stream_flush(s, *buf + *len, *cap - *len);
 	if (n < 0)
 		return (int)n;
 	*len += (size_t)n;
