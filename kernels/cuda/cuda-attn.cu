@@ -801,8 +801,22 @@ static bool smem_limit(struct skv_cuda_backend *cb, K *kernel, size_t bytes)
 			   "attention: shared memory limit");
 }
 
+/* An integer A/B switch from the environment: its value when set and within [lo, hi], else def. */
+static int64_t env_i64(const char *name, int64_t lo, int64_t hi, int64_t def)
+{
+	const char *e = getenv(name);
+	int64_t v;
+	return e && skv_parse_i64(e, lo, hi, &v) == 0 ? v : def;
+}
+
 int skv_cuda_attention_init(struct skv_cuda_backend *cb)
 {
+	const char *e = getenv("SKV_CUDA_DECODE"); /* simt: the SIMT decode kernel instead (A/B) */
+	cb->decode_simt = e && !strcmp(e, "simt");
+	/* the tensor-core decode kernel's cp.async stages (2: 64 KB of shared memory at head_dim
+	 * 128, 3 blocks per SM; 3: 96 KB, 2 blocks) and the blocks per SM its split count aims at */
+	cb->decode_stages = (int)env_i64("SKV_CUDA_DECODE_STAGES", 2, DM_STAGES_MAX, DM_STAGES_DEFAULT);
+	cb->decode_blocks_per_sm = (uint32_t)env_i64("SKV_CUDA_DECODE_BLOCKS_PER_SM", 1, 64, DM_BLOCKS_PER_SM_DEFAULT);
 	const bool ok = smem_limit(cb, k_attn_prefill<64>, (FA_BQ + 4 * FA_BK) * 64 * 2) &&
 			smem_limit(cb, k_attn_prefill<128>, (FA_BQ + 4 * FA_BK) * 128 * 2) &&
 			smem_limit(cb, k_attn_decode_mma<64, 2>, 2 * 2 * DM_BK * 64 * 2) &&
@@ -812,48 +826,11 @@ int skv_cuda_attention_init(struct skv_cuda_backend *cb)
 	return ok ? 0 : -EIO;
 }
 
-/* SKV_CUDA_DECODE=simt runs the SIMT decode kernel instead of the tensor-core one (A/B). */
-static bool decode_simt(void)
-{
-	static int v = -1;
-	if (v < 0) {
-		const char *e = getenv("SKV_CUDA_DECODE");
-		v = e && !strcmp(e, "simt");
-	}
-	return v;
-}
-
-/* The tensor-core decode kernel's two tuning choices, for A/B runs on the device without a
- * rebuild: SKV_CUDA_DECODE_STAGES (2 or 3 cp.async stages: 64 or 96 KB of shared memory for
- * head_dim 128, so 3 or 2 blocks per SM) and SKV_CUDA_DECODE_BLOCKS_PER_SM (the split count
- * aims at this many blocks per SM, 1 to 64). Unset or out of range: the defaults. */
-static int env_int(const char *name, int lo, int hi, int def)
-{
-	const char *e = getenv(name);
-	char *end;
-	long v = e ? strtol(e, &end, 10) : 0;
-	return e && *e && !*end && v >= lo && v <= hi ? (int)v : def;
-}
-static int decode_stages(void)
-{
-	static int v = -1;
-	if (v < 0)
-		v = env_int("SKV_CUDA_DECODE_STAGES", 2, DM_STAGES_MAX, DM_STAGES_DEFAULT);
-	return v;
-}
-static uint32_t decode_blocks_per_sm(void)
-{
-	static int v = -1;
-	if (v < 0)
-		v = env_int("SKV_CUDA_DECODE_BLOCKS_PER_SM", 1, 64, DM_BLOCKS_PER_SM_DEFAULT);
-	return (uint32_t)v;
-}
-
 template <int D>
 static void launch_decode(struct skv_cuda_backend *cb, const attn_params &a, uint32_t n_q, uint32_t capacity)
 {
 	const uint32_t group = a.group;
-	const bool mma = !decode_simt();
+	const bool mma = !cb->decode_simt;
 	int gq;
 	if (mma) { /* the largest divisor of the group that fits the 16 rows of an MMA tile */
 		gq = 1;
@@ -873,7 +850,7 @@ static void launch_decode(struct skv_cuda_backend *cb, const attn_params &a, uin
 	 * and the scratch's shape. */
 	uint32_t n_split = 1;
 	if (cb->attn_part && a.n_heads <= cb->attn_heads && (uint32_t)D <= cb->attn_dim) {
-		const uint32_t want = SKV_MAX(SKV_DIV_UP(decode_blocks_per_sm() * (uint32_t)cb->sm_count, blocks_per_split),
+		const uint32_t want = SKV_MAX(SKV_DIV_UP(cb->decode_blocks_per_sm * (uint32_t)cb->sm_count, blocks_per_split),
 					      SKV_DIV_UP(capacity, (uint32_t)DM_MAX_SPLIT_LEN));
 		const uint32_t cap = SKV_MIN(SKV_CUDA_ATTN_MAX_SPLITS, SKV_CUDA_ATTN_PART_ROWS / n_q);
 		n_split = SKV_MAX(1u, SKV_MIN(want, cap));
@@ -883,7 +860,7 @@ static void launch_decode(struct skv_cuda_backend *cb, const attn_params &a, uin
 	const bool direct = n_split == 1;
 	dim3 grid(n_split, a.n_kv_heads * hchunks, n_q);
 	if (mma) {
-		const int stages = decode_stages();
+		const int stages = cb->decode_stages;
 		const size_t smem = (size_t)stages * 2 * DM_BK * D * 2;
 		if (stages == 2)
 			k_attn_decode_mma<D, 2><<<grid, 128, smem, cb->stream>>>(a, (int)split_len, (int)n_split,

@@ -107,9 +107,9 @@ static int cuda_sync(struct skv_backend *be)
 static int cuda_prepare(struct skv_backend *be, uint32_t max_context, uint32_t max_rows, uint32_t vocab)
 {
 	struct skv_cuda_backend *cb = skv_cuda(be);
+	(void)max_context;
 	(void)max_rows;
 	(void)vocab;
-	cb->max_context = SKV_MAX(cb->max_context, max_context);
 	return cb->error;
 }
 
@@ -385,7 +385,7 @@ extern "C" int skv_backend_cuda_new(int device, struct skv_backend **ret, struct
 		cuda_destroy(&cb->base);
 		return skv_err_set(err, -ENOMEM, "cuda: out of memory");
 	}
-	if (skv_cuda_attention_init(cb) < 0 || skv_cuda_sample_init(cb) < 0) {
+	if (skv_cuda_attention_init(cb) < 0) {
 		cuda_destroy(&cb->base);
 		return skv_err_set(err, -EIO, "cuda: cannot configure the kernels (see the log)");
 	}

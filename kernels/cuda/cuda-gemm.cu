@@ -29,6 +29,8 @@ struct skv_cuda_plan {
 
 int skv_cuda_gemm_init(struct skv_cuda_backend *cb)
 {
+	const char *e = getenv("SKV_CUDA_GEMV"); /* 0: every GEMM on cuBLASLt (A/B) */
+	cb->gemv = !(e && e[0] == '0');
 	cb->plans = (struct skv_cuda_plan *)calloc(SKV_CUDA_MAX_PLANS, sizeof(*cb->plans));
 	return cb->plans ? 0 : -ENOMEM;
 }
@@ -274,16 +276,6 @@ __global__ void __launch_bounds__(GV_WARPS * 32) k_gemv(void *out, const bf16 *a
 }
 
 /* SKV_CUDA_GEMV=0 sends every GEMM to cuBLASLt (for A/B measurements). */
-static bool gemv_enabled(void)
-{
-	static int on = -1;
-	if (on < 0) {
-		const char *e = getenv("SKV_CUDA_GEMV");
-		on = !(e && e[0] == '0');
-	}
-	return on;
-}
-
 template <bool F32>
 static void launch_gemv(struct skv_cuda_backend *cb, void *out, const void *a, const void *w, const void *bias,
 			uint32_t M, uint32_t N, uint32_t K, bool acc)
@@ -313,7 +305,7 @@ void skv_cuda_gemm(struct skv_backend *be, void *out, const void *a, const void 
 	struct skv_cuda_backend *cb = skv_cuda(be);
 	if (M == 0 || skv_cuda_dead(cb))
 		return;
-	if (M <= 4 && K % 8 == 0 && skv_aligned16(a) && skv_aligned16(w) && gemv_enabled()) {
+	if (M <= 4 && K % 8 == 0 && skv_aligned16(a) && skv_aligned16(w) && cb->gemv) {
 		uint32_t tok = skv_cuda_prof_begin(cb);
 		if (out_f32)
 			launch_gemv<true>(cb, out, a, w, bias, M, N, K, accumulate);

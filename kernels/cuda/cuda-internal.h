@@ -60,7 +60,11 @@ struct skv_cuda_backend {
 	struct skv_cuda_plan *plans; /* [SKV_CUDA_MAX_PLANS] GEMM shape classes and their algorithms */
 	uint32_t n_plans;
 
-	uint32_t max_context;
+	/* A/B switches for device runs, read from the environment once, at creation:
+	 * SKV_CUDA_GEMV=0, SKV_CUDA_DECODE=simt, SKV_CUDA_DECODE_STAGES, SKV_CUDA_DECODE_BLOCKS_PER_SM */
+	bool gemv, decode_simt;
+	int decode_stages;
+	uint32_t decode_blocks_per_sm;
 	float *attn_part; /* [SKV_CUDA_ATTN_PART_ROWS, n_heads, head_dim + 2] decode split partials */
 	uint32_t attn_heads, attn_dim;
 
@@ -118,7 +122,6 @@ void skv_cuda_gather_rows(struct skv_backend *be, void *out, const void *in, con
 void skv_cuda_add_bias_f32(struct skv_cuda_backend *cb, float *out, const bf16 *bias, uint32_t M, uint32_t N);
 
 int skv_cuda_attention_init(struct skv_cuda_backend *cb);
-int skv_cuda_sample_init(struct skv_cuda_backend *cb);
 int skv_cuda_attention_prepare(struct skv_backend *be, uint32_t n_heads, uint32_t head_dim);
 void skv_cuda_attention(struct skv_backend *be, void *out, const void *q, uint32_t q_stride,
 			const struct skv_attn_batch *b, struct skv_kv_layer cache, uint32_t n_heads, uint32_t n_kv_heads,

@@ -337,12 +337,6 @@ __global__ void __launch_bounds__(SMP_THREADS) k_sample(int32_t *out, const floa
 		out[blockIdx.x] = r.found ? r.idx : bidx;
 }
 
-int skv_cuda_sample_init(struct skv_cuda_backend *cb)
-{
-	(void)cb;
-	return 0;
-}
-
 void skv_cuda_sample(struct skv_backend *be, int32_t *out, const float *logits, const struct skv_sample_params *params,
 		     uint32_t n, uint32_t vocab)
 {
