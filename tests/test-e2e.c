@@ -550,6 +550,19 @@ static void expect_error(struct skv_client *c, const struct skv_request *req, in
 	free(res);
 }
 
+/* One greedy request for ids[0..n) that must end by length with all max_tokens tokens. */
+static void expect_served(struct skv_client *c, const int32_t *ids, uint32_t n, uint32_t max_tokens)
+{
+	struct skv_request req;
+	struct e2e_result *res = malloc(sizeof(*res));
+	assert_non_null(res);
+	ids_request(&req, ids, n, max_tokens);
+	assert_int_equal(e2e_run(c, &req, res), 0);
+	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
+	assert_int_equal(res->n_ids, max_tokens);
+	free(res);
+}
+
 /* Over-long prompts and bad parameters: errors that name the field and the numbers, before any
  * work; the session goes on. */
 static void test_bad_requests(void **state)
@@ -584,11 +597,7 @@ static void test_bad_requests(void **state)
 	req.n_stop = 3;
 	expect_error(c, &req, SKV_ERROR_CODE_INVALID, "stop");
 	/* and a good one still works on the same session */
-	struct e2e_result *res = malloc(sizeof(*res));
-	ids_request(&req, prompt, 10, 5);
-	assert_int_equal(e2e_run(c, &req, res), 0);
-	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
-	free(res);
+	expect_served(c, prompt, 10, 5);
 	skv_client_free(c);
 	assert_int_equal(e2e_stop(&e, 10000), 0);
 	tu_rmdir(e.dir);
@@ -615,10 +624,7 @@ static void test_reload(void **state)
 	assert_true(rc != 0);
 	assert_non_null(strstr(out, "skvd.ini:"));
 	assert_true(e2e_notified(&e, "RELOADING=1", 2000));
-	struct e2e_result *res = malloc(sizeof(*res));
-	ids_request(&req, prompt, 8, 50);
-	assert_int_equal(e2e_run(c, &req, res), 0);
-	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
+	expect_served(c, prompt, 8, 50);
 
 	/* a restart-only key is refused by name */
 	const char *ov2[] = {"limits.max_new_tokens=50", "engine.replicas=3", NULL};
@@ -642,10 +648,7 @@ static void test_reload(void **state)
 	while (tu_sh("grep -q 'reload refused' '%s'", e.log) != 0 && now_ms() < end)
 		usleep(20000);
 	assert_int_equal(tu_sh("grep -q 'reload refused' '%s'", e.log), 0);
-	ids_request(&req, prompt, 8, 5);
-	assert_int_equal(e2e_run(c, &req, res), 0);
-	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
-	free(res);
+	expect_served(c, prompt, 8, 5);
 	skv_client_free(c);
 	assert_int_equal(e2e_stop(&e, 10000), 0);
 	tu_rmdir(e.dir);
@@ -718,9 +721,7 @@ static void test_soak(void **state)
 
 	/* warm-up, then the baseline */
 	struct skv_client *w = e2e_client(&e);
-	struct e2e_result *res = malloc(sizeof(*res));
-	ids_request(&req, prompt, 50, 10);
-	assert_int_equal(e2e_run(w, &req, res), 0);
+	expect_served(w, prompt, 50, 10);
 	skv_client_free(w);
 	usleep(200000);
 	int fd0 = e2e_fd_count(e.pid);
@@ -772,7 +773,6 @@ static void test_soak(void **state)
 	assert_non_null(strstr(out, "skv:time_to_first_token_seconds_bucket"));
 	assert_non_null(strstr(out, "skv:num_requests_running 0"));
 	assert_non_null(strstr(out, "skv:gpu_cache_usage_perc"));
-	free(res);
 	assert_int_equal(e2e_stop(&e, 10000), 0);
 	tu_rmdir(e.dir);
 }
@@ -959,12 +959,7 @@ static void test_hostile_doorbells(void **state)
 	/* skvd still answers: the admin socket, and another client's request */
 	assert_int_equal(e2e_ctl(&e, NULL, 0, "status"), 0);
 	struct skv_client *c = e2e_client(&e);
-	struct e2e_result *res = malloc(sizeof(*res));
-	struct skv_request req;
-	ids_request(&req, prompt, 8, 5);
-	assert_int_equal(e2e_run(c, &req, res), 0);
-	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
-	free(res);
+	expect_served(c, prompt, 8, 5);
 	skv_client_free(c);
 	/* the raw client's own request finished too: its final is in its completion ring */
 	const struct skv_session_layout *L = &r.w.layout;
@@ -1016,11 +1011,7 @@ static void test_client_not_reading(void **state)
 		usleep(20000);
 	assert_int_equal(e2e_kv_used(&e), 0);
 	struct skv_client *c = e2e_client(&e);
-	struct e2e_result *res = malloc(sizeof(*res));
-	ids_request(&req, prompt, 8, 5);
-	assert_int_equal(e2e_run(c, &req, res), 0);
-	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
-	free(res);
+	expect_served(c, prompt, 8, 5);
 	skv_client_free(c);
 	skv_client_free(slow);
 	assert_int_equal(e2e_stop(&e, 10000), 0);
