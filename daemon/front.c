@@ -29,22 +29,23 @@
 static void on_session_sock(struct skvd *d, struct skvd_watch *w, uint32_t revents);
 static void on_session_sub(struct skvd *d, struct skvd_watch *w, uint32_t revents);
 
-int skvd_resolve_groups(struct skvd *d, const struct skvd_config *c, struct skv_err *err)
+int skvd_resolve_groups(const struct skvd_config *c, struct skvd_groups *g, struct skv_err *err)
 {
 	struct group gr, *res = NULL;
 	char buf[16384];
 
-	d->allow_any = !c->allow_group[0];
-	if (!d->allow_any) {
+	memset(g, 0, sizeof(*g));
+	g->allow_any = !c->allow_group[0];
+	if (!g->allow_any) {
 		if (getgrnam_r(c->allow_group, &gr, buf, sizeof(buf), &res) != 0 || !res)
 			return skv_err_set(err, -ENOENT, "allow_group \"%s\" does not exist", c->allow_group);
-		d->allow_gid = gr.gr_gid;
+		g->allow_gid = gr.gr_gid;
 	}
-	d->admin_group_set = c->admin_group[0] != 0;
-	if (d->admin_group_set) {
+	g->admin_group_set = c->admin_group[0] != 0;
+	if (g->admin_group_set) {
 		if (getgrnam_r(c->admin_group, &gr, buf, sizeof(buf), &res) != 0 || !res)
 			return skv_err_set(err, -ENOENT, "admin_group \"%s\" does not exist", c->admin_group);
-		d->admin_gid = gr.gr_gid;
+		g->admin_gid = gr.gr_gid;
 	}
 	return 0;
 }
@@ -97,7 +98,7 @@ static void on_client_listen(struct skvd *d, struct skvd_watch *w, uint32_t reve
 		pid_t pid;
 		uint16_t refusal = 0;
 		const char *why = NULL;
-		int in = skvd_peer_in_group(fd, d->allow_gid, d->allow_any, &uid, &gid, &pid);
+		int in = skvd_peer_in_group(fd, d->groups.allow_gid, d->groups.allow_any, &uid, &gid, &pid);
 		if (in <= 0) {
 			skvd_log(SKVD_NOTICE, "client uid %u pid %d refused: not in group %s", (unsigned)uid, (int)pid,
 				 d->cfg.allow_group);
@@ -527,7 +528,7 @@ int skvd_front_init(struct skvd *d, struct skv_err *err)
 		if (fd < 0)
 			return fd;
 		d->client_listen = fd;
-		if (!d->allow_any && getuid() == 0 && chown(d->cfg.socket, 0, d->allow_gid) < 0)
+		if (!d->groups.allow_any && getuid() == 0 && chown(d->cfg.socket, 0, d->groups.allow_gid) < 0)
 			return skv_err_set(err, -errno, "%s: cannot give it to group %s: %s", d->cfg.socket,
 					   d->cfg.allow_group, strerror(errno));
 	}
@@ -537,15 +538,27 @@ int skvd_front_init(struct skvd *d, struct skv_err *err)
 
 int skvd_bind_admin(struct skvd *d, struct skv_err *err)
 {
-	int fd = bind_socket(d->cfg.admin_socket, SOCK_STREAM, d->admin_group_set ? 0660 : 0600, err);
+	int fd = bind_socket(d->cfg.admin_socket, SOCK_STREAM, d->groups.admin_group_set ? 0660 : 0600, err);
 	if (fd < 0)
 		return fd;
-	if (d->admin_group_set && getuid() == 0 && chown(d->cfg.admin_socket, 0, d->admin_gid) < 0) {
+	if (d->groups.admin_group_set && getuid() == 0 && chown(d->cfg.admin_socket, 0, d->groups.admin_gid) < 0) {
 		close(fd);
 		return skv_err_set(err, -errno, "%s: cannot give it to group %s: %s", d->cfg.admin_socket,
 				   d->cfg.admin_group, strerror(errno));
 	}
 	return fd;
+}
+
+void skvd_front_apply_groups(struct skvd *d)
+{
+	const struct skvd_groups *g = &d->groups;
+	if (!d->client_activated && !g->allow_any && getuid() == 0 && chown(d->cfg.socket, 0, g->allow_gid) < 0)
+		skvd_log(SKVD_WARNING, "%s: cannot give it to group %s: %s", d->cfg.socket, d->cfg.allow_group,
+			 strerror(errno));
+	if (!d->admin_activated &&
+	    ((g->admin_group_set && getuid() == 0 && chown(d->cfg.admin_socket, 0, g->admin_gid) < 0) ||
+	     chmod(d->cfg.admin_socket, g->admin_group_set ? 0660 : 0600) < 0))
+		skvd_log(SKVD_WARNING, "%s: cannot set its group and mode: %s", d->cfg.admin_socket, strerror(errno));
 }
 
 void skvd_front_done(struct skvd *d)

@@ -237,7 +237,7 @@ int skvd_reload(struct skvd *d, char *msg, size_t msg_len)
 {
 	struct skvd_config nc;
 	struct skv_err err = {0};
-	struct skvd tmp;
+	struct skvd_groups groups;
 	const char *key;
 
 	skvd_notify(d, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(skv_now_ns() / 1000));
@@ -254,18 +254,15 @@ int skvd_reload(struct skvd *d, char *msg, size_t msg_len)
 		snprintf(msg, msg_len, "%s", err.msg);
 	}
 	if (r == 0) {
-		memset(&tmp, 0, sizeof(tmp));
-		if (skvd_resolve_groups(&tmp, &nc, &err) < 0) {
+		if (skvd_resolve_groups(&nc, &groups, &err) < 0) {
 			snprintf(msg, msg_len, "%s: %s", d->config_path, err.msg);
 			r = -EINVAL;
 		}
 	}
 	if (r == 0) {
 		d->cfg = nc;
-		d->allow_any = tmp.allow_any;
-		d->allow_gid = tmp.allow_gid;
-		d->admin_group_set = tmp.admin_group_set;
-		d->admin_gid = tmp.admin_gid;
+		d->groups = groups;
+		skvd_front_apply_groups(d);
 		skvd_log(SKVD_NOTICE, "configuration reloaded from %s", d->config_path);
 	} else {
 		skvd_log(SKVD_WARNING, "reload refused, the old configuration keeps serving: %s", msg);
@@ -387,7 +384,7 @@ int main(int argc, char **argv)
 		skvd_log(SKVD_ERR, "cannot set up signals and timers: %s", strerror(errno));
 		return 1;
 	}
-	if (skvd_listen_fds(&d, &err) < 0 || skvd_resolve_groups(&d, &d.cfg, &err) < 0 ||
+	if (skvd_listen_fds(&d, &err) < 0 || skvd_resolve_groups(&d.cfg, &d.groups, &err) < 0 ||
 	    skvd_loop_init(&d, &err) < 0) {
 		skvd_log(SKVD_ERR, "%s", err.msg);
 		return 1;

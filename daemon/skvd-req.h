@@ -54,7 +54,10 @@ void skvd_sessions_tick(struct skvd *d);
 /* Queues one completion record for the session (copied). */
 void skvd_session_emit(struct skvd *d, struct skvd_session *s, const void *rec);
 void skvd_session_close(struct skvd *d, struct skvd_session *s, const char *why);
-int skvd_resolve_groups(struct skvd *d, const struct skvd_config *c, struct skv_err *err);
+int skvd_resolve_groups(const struct skvd_config *c, struct skvd_groups *g, struct skv_err *err);
+/* After a reload: the sockets skvd bound itself get the groups' ownership and mode again
+ * (socket-activated ones are systemd's to set). Logs what it cannot do. */
+void skvd_front_apply_groups(struct skvd *d);
 /* 1 when the socket's peer may come in (root, skvd's own user, or a member of `gid` unless
  * `any`), 0 when not, negative errno; its credentials either way. */
 int skvd_peer_in_group(int fd, gid_t gid, bool any, uid_t *ret_uid, gid_t *ret_gid, pid_t *ret_pid);

@@ -184,6 +184,13 @@ struct skvd_session {
 
 /* ---- the daemon ---- */
 
+/* [server] allow_group and admin_group as gids (skvd_resolve_groups). */
+struct skvd_groups {
+	gid_t allow_gid, admin_gid;
+	bool allow_any;	      /* allow_group is empty: every local user may connect */
+	bool admin_group_set; /* admin_group is not empty */
+};
+
 struct skvd {
 	struct skvd_config cfg;
 	char config_path[4096];
@@ -220,10 +227,7 @@ struct skvd {
 	struct skvd_session *sessions;
 	uint32_t n_sessions;
 	uint64_t next_session_id, next_req_id;
-	gid_t allow_gid;
-	bool allow_any;
-	gid_t admin_gid;
-	bool admin_group_set;
+	struct skvd_groups groups; /* allow_group and admin_group, resolved */
 	struct skvd_idmap *reqs; /* skvd id -> request */
 
 	/* lifecycle */

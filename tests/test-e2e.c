@@ -632,10 +632,22 @@ static void test_reload(void **state)
 	assert_true(e2e_ctl(&e, out, sizeof(out), "reload --wait 2>&1") != 0);
 	assert_non_null(strstr(out, "replicas"));
 
-	/* a good one applies live: max_new_tokens 50 -> 20 */
-	const char *ov3[] = {"limits.max_new_tokens=20", NULL};
+	/* a good one applies live: max_new_tokens 50 -> 20, and an admin_group, which the admin
+	 * socket skvd bound itself takes at once (mode 0600 -> 0660, and the group when root) */
+	struct stat st;
+	assert_int_equal(stat(e.admin, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	struct group *gr = getgrgid(getgid());
+	assert_non_null(gr);
+	char admin_group[160];
+	snprintf(admin_group, sizeof(admin_group), "server.admin_group=%s", gr->gr_name);
+	const char *ov3[] = {"limits.max_new_tokens=20", admin_group, NULL};
 	e2e_write_ini(&e, ov3);
 	assert_int_equal(e2e_ctl(&e, out, sizeof(out), "reload --wait 2>&1"), 0);
+	assert_int_equal(stat(e.admin, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0660);
+	if (getuid() == 0)
+		assert_int_equal(st.st_gid, getgid());
 	skv_client_free(c);
 	c = e2e_client(&e); /* new limits come with a new session's welcome */
 	ids_request(&req, prompt, 8, 30);
