@@ -130,7 +130,6 @@ static void on_client_listen(struct skvd *d, struct skvd_watch *w, uint32_t reve
 		s->sock = fd;
 		s->mem_fd = s->sub_efd = s->cmp_efd = -1;
 		s->uid = uid;
-		s->gid = gid;
 		s->pid = pid;
 		s->born_ns = skv_now_ns();
 		s->next = d->sessions;
@@ -380,15 +379,13 @@ void skvd_session_emit(struct skvd *d, struct skvd_session *s, const void *rec)
 	if (s->closing || s->broken)
 		return;
 	if (s->out_len == 0) {
-		int space = skv_ring_space(&s->cmp);
-		if (space < 0) {
-			session_break(s, "protocol error: completion ring indices out of range");
+		int r = skv_ring_push(&s->cmp, rec);
+		if (r == 0) {
+			s->rang = true;
 			return;
 		}
-		if (space > 0) {
-			memcpy(skv_ring_slot(&s->cmp, 0), rec, SKV_WIRE_RECORD);
-			skv_ring_commit(&s->cmp, 1);
-			s->rang = true;
+		if (r != -EAGAIN) {
+			session_break(s, "protocol error: completion ring indices out of range");
 			return;
 		}
 	}

@@ -124,4 +124,3 @@ void *skvd_idmap_del(struct skvd_idmap *m, uint64_t id)
 	return v;
 }
 
-uint32_t skvd_idmap_count(const struct skvd_idmap *m) { return m->n; }

@@ -12,4 +12,3 @@ void skvd_idmap_free(struct skvd_idmap *m);
 int skvd_idmap_put(struct skvd_idmap *m, uint64_t id, void *p); /* -EEXIST, -ENOMEM */
 void *skvd_idmap_get(const struct skvd_idmap *m, uint64_t id);
 void *skvd_idmap_del(struct skvd_idmap *m, uint64_t id); /* returns what it held, or NULL */
-uint32_t skvd_idmap_count(const struct skvd_idmap *m);

@@ -61,7 +61,7 @@ char *skvd_metrics_text(struct skvd *d)
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 	uint32_t running = 0, waiting = 0;
-	uint64_t preempt = 0, prompt = 0, gen = 0;
+	uint64_t preempt = 0;
 
 	if (!f)
 		return NULL;
@@ -83,11 +83,8 @@ char *skvd_metrics_text(struct skvd *d)
 		uint32_t free_blocks = live ? atomic_load(&rp->st->kv_free_blocks) : d->num_blocks;
 		fprintf(f, "skv:gpu_cache_usage_perc{replica=\"%u\"} %.6f\n", i,
 			d->num_blocks ? 1.0 - (double)SKV_MIN(free_blocks, d->num_blocks) / d->num_blocks : 0.0);
-		if (live) {
+		if (live)
 			preempt += atomic_load(&rp->st->preemptions);
-			prompt += atomic_load(&rp->st->prompt_tokens);
-			gen += atomic_load(&rp->st->gen_tokens);
-		}
 	}
 	fprintf(f, "# HELP skv:worker_up Whether the replica's worker serves.\n# TYPE skv:worker_up gauge\n");
 	for (uint32_t i = 0; i < d->n_replicas; i++)
@@ -110,8 +107,6 @@ char *skvd_metrics_text(struct skvd *d)
 		 ttft_b, SKV_ARRAY_SIZE(ttft_b));
 	put_hist(f, "skv:e2e_request_latency_seconds", "Request latency, submit to final record.",
 		 d->metrics ? &d->metrics->e2e : &empty, e2e_b, SKV_ARRAY_SIZE(e2e_b));
-	(void)prompt;
-	(void)gen;
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -312,7 +312,6 @@ void skvd_request_abort(struct skvd *d, struct skvd_req *q, uint32_t fin, uint32
 void skvd_request_on_event(struct skvd *d, struct skvd_replica *rp, const struct skv_ctl_evt *ev)
 {
 	struct skvd_req *q = skvd_idmap_get(d->reqs, ev->id);
-	(void)rp;
 	if (!q || q->rep != rp)
 		return; /* ended at skvd already (cancelled, timed out, client gone) */
 	if (ev->flags & SKV_CTL_EVT_TAKEN) {

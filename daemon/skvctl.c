@@ -102,12 +102,7 @@ static int connect_admin(const char *path, int timeout_ms)
 	return fd;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+static uint64_t now_ms(void) { return skv_now_ns() / 1000000u; }
 
 /* Sends req and reads one answer line. Returns 0 with *ret_raw (malloc'd, without its newline)
  * and *ret_obj (a JSON object), or an exit status. */

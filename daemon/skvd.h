@@ -161,7 +161,6 @@ struct skvd_session {
 	uint64_t id;
 	int sock, mem_fd, sub_efd, cmp_efd;
 	uid_t uid;
-	gid_t gid;
 	pid_t pid;
 	void *mem;
 	struct skv_session_layout layout; /* private copy */
@@ -199,7 +198,6 @@ struct skvd {
 	struct skvd_watch *live_watches;
 	struct skvd_watch *dispatching; /* the watch whose function runs now */
 	bool rearm;			/* some watch could not be armed: try again next iteration */
-	uint32_t inflight_sqes;
 
 	/* model */
 	struct skv_model_config model;
