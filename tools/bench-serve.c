@@ -38,6 +38,7 @@
 
 #include "bench.h"
 #include "model-config.h"
+#include "sample.h"
 #include "skv-base.h"
 #include "skv.h"
 #include "tokenizer.h"
@@ -118,12 +119,12 @@ struct client {
 
 /* ---- small helpers ---- */
 
+/* The next number of the splitmix64 stream whose state is *s (the sampler's mixer). */
 static uint64_t splitmix64(uint64_t *s)
 {
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	const uint64_t z = skv_splitmix64(*s);
+	*s += 0x9e3779b97f4a7c15ull;
+	return z;
 }
 
 static double rng_uniform(uint64_t *s) { return (double)(splitmix64(s) >> 11) * 0x1.0p-53; } /* [0, 1) */
