@@ -431,7 +431,7 @@ int skv_model_config_validate(const struct skv_model_config *c, const char *name
 		return skv_err_set(err, -EINVAL, "%s: SwiftKV layers and groups do not divide", name);
 	if (c->n_eos > SKV_MAX_EOS || (c->bos_id >= 0 && (uint32_t)c->bos_id >= c->vocab) || c->gen_top_k < 0 ||
 	    c->gen_top_k > SKV_MAX_GEN_TOP_K || !(c->gen_top_p > 0 && c->gen_top_p <= 1) ||
-	    !(c->gen_temperature >= 0 && c->gen_temperature <= 100))
+	    !(c->gen_temperature >= 0 && c->gen_temperature <= SKV_MAX_GEN_TEMPERATURE))
 		return skv_err_set(err, -EINVAL, "%s: token ids or sampling defaults out of range", name);
 	for (uint32_t i = 0; i < c->n_eos; i++)
 		if (c->eos_ids[i] < 0 || (uint32_t)c->eos_ids[i] >= c->vocab)
@@ -470,7 +470,7 @@ int skv_model_config_parse_generation(const char *json, size_t len, const char *
 		return r;
 	if (sample) {
 		c.gen_temperature = 1.0f;
-		if ((r = get_num(root, "temperature", name, 0.0, 100.0, &d, err)) < 0)
+		if ((r = get_num(root, "temperature", name, 0.0, SKV_MAX_GEN_TEMPERATURE, &d, err)) < 0)
 			return r;
 		if (r)
 			c.gen_temperature = (float)d;

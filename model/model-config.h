@@ -67,7 +67,10 @@ struct skv_model_config {
 #define SKV_MAX_HEAD_DIM 512u
 #define SKV_MAX_VOCAB (1u << 22)
 #define SKV_MAX_INTERMEDIATE (1u << 20)
-#define SKV_MAX_GEN_TOP_K 1000000 /* generation_config.json top_k (the engine's own limit) */
+/* generation_config.json's top_k and temperature: the engine's own limits (kernels/sample.h;
+ * worker-main.c asserts they are equal) */
+#define SKV_MAX_GEN_TOP_K 1000000
+#define SKV_MAX_GEN_TEMPERATURE 100
 
 /* Parse config.json text (len bytes, not NUL-terminated) into ret. name is used in messages.
  * Returns 0 or a negative errno with err saying which key is wrong and why. */

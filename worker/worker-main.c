@@ -34,6 +34,8 @@
 
 _Static_assert(SKV_WIRE_MAX_TOP_K == SKV_MAX_TOP_K && (int)SKV_WIRE_MAX_TEMPERATURE == (int)SKV_MAX_TEMPERATURE,
 	       "skvd checks requests against the limits the engine enforces");
+_Static_assert(SKV_MAX_GEN_TOP_K == SKV_MAX_TOP_K && SKV_MAX_GEN_TEMPERATURE == (int)SKV_MAX_TEMPERATURE,
+	       "a checkpoint's generation_config.json is held to the engine's limits");
 
 static volatile sig_atomic_t stop_requested;
 static void on_term(int sig)
@@ -240,7 +242,9 @@ int main(int argc, char **argv)
 	int rc = 1;
 	const struct skv_ctl_engine *ep = &w.hdr.engine;
 	void *weights = NULL, *kv = NULL;
-	if (w.hdr.evt_capacity < 2 * ep->max_seqs) { /* a step may make two events per sequence */
+	/* a step makes up to two events per sequence (a first-scheduled note and a token) */
+	const uint32_t evt_room = 2 * ep->max_seqs;
+	if (w.hdr.evt_capacity < evt_room) {
 		rc = skv_err_set(&err, -EPROTO, "event ring of %u for %u sequences", w.hdr.evt_capacity, ep->max_seqs);
 		goto fail;
 	}
@@ -325,14 +329,14 @@ int main(int argc, char **argv)
 			}
 			continue;
 		}
-		/* room for every event a step can make: one per sequence, plus cancellations */
+		/* room for every event a step can make */
 		for (;;) {
 			int space = skv_ring_space(&w.evt);
 			if (space < 0) {
 				rc = skv_err_set(&err, -EPROTO, "event ring corrupt");
 				goto fail;
 			}
-			if ((uint32_t)space >= 2 * ep->max_seqs || stop_requested)
+			if ((uint32_t)space >= evt_room || stop_requested)
 				break;
 			doorbell(w.evt_efd);
 			heartbeat(&w);
