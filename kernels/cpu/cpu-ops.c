@@ -68,15 +68,20 @@ static void rope_head(float *x, uint32_t d, int32_t p, const float *inv_freq)
 	}
 }
 
+/* Every head of one row, at position p. */
+static void rope_row(float *x, uint32_t n_heads, int32_t p, const struct skv_rope *rope)
+{
+	for (uint32_t h = 0; h < n_heads; h++)
+		rope_head(x + (size_t)h * rope->head_dim, rope->head_dim, p, rope->inv_freq);
+}
+
 static void cpu_rope(struct skv_backend *be, void *x, uint32_t stride, uint32_t n, uint32_t n_heads,
 		     const int32_t *pos, const struct skv_rope *rope)
 {
 	(void)be;
 #pragma omp parallel for schedule(static) if (n >= 16)
 	for (uint32_t r = 0; r < n; r++)
-		for (uint32_t h = 0; h < n_heads; h++)
-			rope_head((float *)x + (size_t)r * stride + (size_t)h * rope->head_dim, rope->head_dim, pos[r],
-				  rope->inv_freq);
+		rope_row((float *)x + (size_t)r * stride, n_heads, pos[r], rope);
 }
 
 static void cpu_rope_store_kv(struct skv_backend *be, void *k, const void *v, uint32_t stride, uint32_t n,
@@ -90,9 +95,7 @@ static void cpu_rope_store_kv(struct skv_backend *be, void *k, const void *v, ui
 	for (uint32_t r = 0; r < n; r++) {
 		if (slots[r] < 0) /* a padding row: nothing to rotate or store */
 			continue;
-		for (uint32_t h = 0; h < n_kv_heads; h++)
-			rope_head((float *)k + (size_t)r * stride + (size_t)h * rope->head_dim, rope->head_dim, pos[r],
-				  rope->inv_freq);
+		rope_row((float *)k + (size_t)r * stride, n_kv_heads, pos[r], rope);
 		memcpy((float *)cache.k + (size_t)slots[r] * row, (const float *)k + (size_t)r * stride,
 		       row * sizeof(float));
 		memcpy((float *)cache.v + (size_t)slots[r] * row, (const float *)v + (size_t)r * stride,
