@@ -14,23 +14,6 @@
 
 static char srcdir[4096], fixdir[4200];
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		fail_msg("cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)n + 1);
-	assert_non_null(b);
-	assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-	b[n] = 0;
-	fclose(f);
-	*len = (size_t)n;
-	return b;
-}
-
 static json_object *field(json_object *o, const char *k)
 {
 	json_object *v = NULL;
@@ -105,7 +88,7 @@ static void test_identify(void **state)
 		char path[4300];
 		size_t len;
 		snprintf(path, sizeof(path), "%s/model/templates/%s", srcdir, files[i]);
-		char *t = slurp(path, &len);
+		char *t = tu_slurp(path, &len);
 		assert_string_equal(skv_chat_template_text(kinds[i]), t);
 		assert_int_equal(skv_chat_template_identify(t, len), kinds[i]);
 		/* trailing whitespace */

@@ -42,31 +42,6 @@ static int load_text(const char *text, size_t len, struct skvd_config *c, struct
 	return r;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		fail_msg("cannot open %s", path);
-	char *buf = NULL;
-	size_t cap = 0, n = 0;
-	for (;;) {
-		if (n + 4096 + 1 > cap) {
-			cap = cap ? cap * 2 : 65536;
-			buf = realloc(buf, cap);
-			assert_non_null(buf);
-		}
-		size_t k = fread(buf + n, 1, 4096, f);
-		n += k;
-		if (k == 0)
-			break;
-	}
-	fclose(f);
-	buf[n] = '\0';
-	if (len)
-		*len = n;
-	return buf;
-}
-
 /* The configuration as text, every key: comparing two of these compares every field. */
 static char *dump(const struct skvd_config *c)
 {
@@ -115,9 +90,9 @@ static void test_shipped_is_defaults(void **state)
 	assert_same_config(&c, &def);
 
 	/* every key is set in it, and documented in skvd.ini(5) */
-	char *shipped = slurp(p, NULL), *man = NULL, *mp = NULL;
+	char *shipped = tu_slurp(p, NULL), *man = NULL, *mp = NULL;
 	assert_true(asprintf(&mp, "%s/docs/man/skvd.ini.5", srcdir()) > 0);
-	man = slurp(mp, NULL);
+	man = tu_slurp(mp, NULL);
 	char *keys = dump(&def), *save = NULL;
 	unsigned n = 0;
 	for (char *line = strtok_r(keys, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {

@@ -17,24 +17,6 @@ static char fixdir[4096];
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		fail_msg("cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)n + 1);
-	assert_non_null(b);
-	assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-	b[n] = 0;
-	fclose(f);
-	if (len)
-		*len = (size_t)n;
-	return b;
-}
-
 static json_object *load_json(const char *name)
 {
 	char path[4200];
@@ -69,7 +51,7 @@ static struct skv_tokenizer *load_edited(const char *sub, const char *from, cons
 	char path[4200];
 	size_t len;
 	snprintf(path, sizeof(path), "%s/%s/tokenizer.json", fixdir, sub);
-	char *text = slurp(path, &len);
+	char *text = tu_slurp(path, &len);
 	char *at = strstr(text, from);
 	assert_non_null(at);
 	size_t fl = strlen(from), tl = strlen(to);
@@ -114,7 +96,7 @@ static const char *case_text(json_object *c, size_t *len, char **owned)
 	}
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/texts/%s", fixdir, json_object_get_string(field(c, "file")));
-	*owned = slurp(path, len);
+	*owned = tu_slurp(path, len);
 	return *owned;
 }
 
@@ -684,12 +666,12 @@ static void test_synthetic(void **state)
 	/* byte for byte what the fixtures hold (which tokenizers checked when they were made) */
 	assert_int_equal(skv_tokenizer_synth(1024, &tj, &tl, &cj, &cl, &err), 0);
 	snprintf(path, sizeof(path), "%s/llama3/tokenizer.json", fixdir);
-	char *want = slurp(path, &fl);
+	char *want = tu_slurp(path, &fl);
 	assert_int_equal(tl, fl);
 	assert_memory_equal(tj, want, tl);
 	free(want);
 	snprintf(path, sizeof(path), "%s/llama3/tokenizer_config.json", fixdir);
-	want = slurp(path, &fl);
+	want = tu_slurp(path, &fl);
 	assert_int_equal(cl, fl);
 	assert_memory_equal(cj, want, cl);
 	free(want);

@@ -121,3 +121,28 @@ double tu_rel_err(const float *a, const float *b, size_t n)
 	}
 	return mb > 0 ? md / mb : md;
 }
+
+char *tu_slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		fail_msg("cannot open %s", path);
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+	for (;;) { /* to the end, whatever the file claims its size is */
+		if (n + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 65536;
+			buf = realloc(buf, cap);
+			assert_non_null(buf);
+		}
+		size_t k = fread(buf + n, 1, 4096, f);
+		n += k;
+		if (k == 0)
+			break;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}

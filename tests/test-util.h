@@ -10,6 +10,9 @@
 /* A fresh temporary directory (removed by tu_rmdir). */
 char *tu_tmpdir(void);
 void tu_rmdir(const char *dir);
+/* The whole file at path, NUL-terminated (its length in *len when len is not NULL); fails the
+ * test when it cannot be read. */
+char *tu_slurp(const char *path, size_t *len);
 void tu_write(const char *path, const void *data, size_t len);
 void tu_writef(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Runs a shell command; returns its exit status. */
