@@ -2,7 +2,7 @@
  *
  * The struct is plain old data with a version first: it is copied verbatim into the weights
  * image that skvd hands to workers, so it crosses a process boundary (style rule 11).
- * Accepts model_type "llama" and "llama_swiftkv" (swiftkv.md); anything else is rejected with
+ * Accepts model_type "llama" and "llama_swiftkv" (docs/swiftkv.md); anything else is rejected with
  * an error that names the key and the limit.
  */
 #pragma once

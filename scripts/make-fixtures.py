@@ -32,7 +32,7 @@ The reference validates itself: its plain-Llama path must agree with transformer
 checkpoint and on the plain twin, to 1e-10 with transformers in float64 (its fp32 islands, RoPE
 angles, RMSNorm and softmax, switched to float64) and to 1e-4 in float32, or the script stops.
 The SwiftKV-only parts (norm_swiftkv, the owners' k/v, the group mapping) have no transformers
-counterpart; they are the few lines of forward() below, written from swiftkv.md.
+counterpart; they are the few lines of forward() below, written from docs/swiftkv.md.
 
 EOS: golden generation never stops early. Both sides use ignore-eos semantics: the goldens come
 from a plain greedy loop of K steps without any EOS test, and the test passes --ignore-eos to

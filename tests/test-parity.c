@@ -3,7 +3,7 @@
  * tests/fixtures/parity/manifest.txt (made by scripts/make-fixtures.py, see docs/testing.md)
  * lists tiny checkpoints with prompts, the greedy ids and the logits of every generated token:
  *   hf   plain Llama checkpoints made by Hugging Face transformers, golden from transformers (fp32);
- *   ref  golden from an independent fp64 implementation of swiftkv.md's forward: SwiftKV
+ *   ref  golden from an independent fp64 implementation of docs/swiftkv.md's forward: SwiftKV
  *        checkpoints from skv-mkmodel with --swiftkv on, the teacher (--swiftkv off), the
  *        same weights saved as a plain Llama (the twin), and the transformers checkpoints.
  * Each case must give the golden ids exactly and every logits row within a relative error

@@ -10,7 +10,7 @@
  * ms/step is the median wall time of a step. A step's wall time is everything a caller waits
  * for: metadata upload, the forward, sampling, the sampled ids back on the host.
  * Next to each result: the floor, max(FLOPs / peak rate, bytes / bandwidth), from the model's
- * shape (performance.md, "Method"); with --profile (default on backends that time ops) one more
+ * shape (docs/performance.md, "Method"); with --profile (default on backends that time ops) one more
  * step is run with every op timed by the backend (CUDA events) and printed per op and shape
  * class with its achieved TFLOP/s and TB/s and its own floor.
  * Runs on any backend; with the CPU backend and a tiny model it takes a second (CI).

@@ -1,4 +1,4 @@
-/* engine.c: the SwiftKV step (swiftkv.md, "The forward, exactly").
+/* engine.c: the SwiftKV step (docs/swiftkv.md, "The forward, exactly").
  *
  *   1. layers 0..L-1 for all T scheduled tokens;
  *   2. s = RMSNorm(x_L; norm_swiftkv); one GEMM against every later group's packed k|v; RoPE on

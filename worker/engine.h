@@ -1,5 +1,5 @@
 /* engine.h: one forward step over a flat batch of prefill chunks and decode tokens, the exact
- * SwiftKV forward of swiftkv.md (a plain model is the case L = N), on any backend.
+ * SwiftKV forward of docs/swiftkv.md (a plain model is the case L = N), on any backend.
  *
  * The engine owns the activation buffers and the step's metadata buffers (allocated once, at
  * creation, for max_batch_tokens and max_seqs); it borrows the weights image and the KV arena

@@ -168,7 +168,7 @@ void skv_cuda_add_bias_f32(struct skv_cuda_backend *cb, float *out, const bf16 *
 }
 
 /* ---- the weight-streaming GEMV for decode (M <= 4) ----
- * cuBLAS runs these shapes at about 76% of the copy rate (performance.md); a decode step is
+ * cuBLAS runs these shapes at about 76% of the copy rate (docs/performance.md); a decode step is
  * nothing but streaming the weights, so it gets its own kernel: each warp owns 2 rows of W and
  * keeps 16 independent 16-byte loads in flight per lane (L1 bypassed: W is read once), the M
  * activation rows come through L1 (every warp of the SM reads the same ones), fp32 sums reduced
