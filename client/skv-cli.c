@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "doc.h"
 #include "skv-base.h"
 #include "skv.h"
 
@@ -30,6 +31,7 @@ enum {
 };
 
 #define LONG_INPUT_BYTES 16384 /* summarize shows progress for inputs at least this long */
+#define SKV_DOC_MAX_FILE_BYTES (256u << 20) /* summarize reads document files up to this size */
 
 static volatile sig_atomic_t interrupted;
 
@@ -48,6 +50,7 @@ struct opts {
 	bool json;
 	bool quiet;
 	const char *system;
+	struct skv_doc_opts doc; /* summarize: --format, --charset */
 };
 
 /* The outcome of one request, owned by the caller. */
@@ -108,6 +111,8 @@ static void help(void)
 	      "generate:  -j, --json     print one JSON object (text, finish_reason, usage, timings, error)\n"
 	      "chat:      --system TEXT  a system message that opens the conversation\n"
 	      "summarize: -q, --quiet    no progress on stderr\n"
+	      "           --format F     read FILE as auto (by content, the default), text, html, pdf, docx or odt\n"
+	      "           --charset C    plain text: its charset (iconv's name; default: detected)\n"
 	      "\n"
 	      "Exit status: 0 ok, 1 a request failed, 2 usage, 3 cannot connect to skvd, 130 interrupted.\n"
 	      "See skv(1).\n",
@@ -124,6 +129,8 @@ enum {
 	OPT_IGNORE_EOS,
 	OPT_TIMEOUT,
 	OPT_SYSTEM,
+	OPT_FORMAT,
+	OPT_CHARSET,
 };
 
 static int parse_common(int opt, const char *arg, struct opts *o)
@@ -220,6 +227,13 @@ static int parse_opts(int argc, char **argv, const struct option *longopts, cons
 			break;
 		case OPT_SYSTEM:
 			o->system = optarg;
+			break;
+		case OPT_FORMAT:
+			if (skv_doc_format_parse(optarg, &o->doc.format) < 0)
+				return usage_error("--format: \"%s\" is not auto, text, html, pdf, docx or odt", optarg);
+			break;
+		case OPT_CHARSET:
+			o->doc.charset = optarg;
 			break;
 		case '?':
 			return usage_error("%s: bad option", argv[0]);
@@ -754,31 +768,48 @@ static const char summarize_system[] =
 static int summarize_one(struct skv_client *c, struct opts *o, const char *path, bool header, bool first)
 {
 	const char *name = strcmp(path, "-") == 0 ? "stdin" : path;
-	_cleanup_free_ char *doc = NULL, *user = NULL;
+	_cleanup_free_ char *raw = NULL, *doc = NULL, *user = NULL;
 	struct skv_limits lim;
-	size_t len;
+	size_t raw_len, len;
 	int r;
 
 	skv_client_limits(c, &lim);
-	r = read_all(path, lim.max_request_bytes, &doc, &len);
+	r = read_all(path, SKV_DOC_MAX_FILE_BYTES, &raw, &raw_len);
 	if (r == -EFBIG) {
-		fprintf(stderr, "skv: summarize: %s: larger than skvd's limit of %u bytes per request (max_request_bytes)\n",
-			name, lim.max_request_bytes);
+		fprintf(stderr, "skv: summarize: %s: larger than the limit of %u MiB for a document file\n", name,
+			SKV_DOC_MAX_FILE_BYTES >> 20);
 		return EXIT_FAILED;
 	}
 	if (r < 0) {
 		fprintf(stderr, "skv: summarize: %s: %s\n", name, strerror(-r));
 		return EXIT_FAILED;
 	}
-	if (len == 0) {
+	if (raw_len == 0) {
 		fprintf(stderr, "skv: summarize: %s: empty\n", name);
 		return EXIT_FAILED;
 	}
-	const char *nul = memchr(doc, '\0', len);
-	if (nul) {
-		fprintf(stderr, "skv: summarize: %s: looks binary (a NUL byte at offset %zu)\n", name, (size_t)(nul - doc));
+	/* the document's text; a format named on the command line wins over detection */
+	struct skv_doc_opts dopts = o->doc;
+	if (dopts.format == SKV_DOC_AUTO)
+		dopts.format = skv_doc_detect(raw, raw_len, name);
+	dopts.max_text_bytes = lim.max_request_bytes;
+	struct skv_doc_text dt;
+	struct skv_err derr = {0};
+	r = skv_doc_extract(raw, raw_len, &dopts, &dt, &derr);
+	if (r == -EFBIG && strstr(derr.msg, "the text is longer than the limit")) {
+		fprintf(stderr, "skv: summarize: %s: its text is larger than skvd's limit of %u bytes per request "
+				"(max_request_bytes)\n", name, lim.max_request_bytes);
 		return EXIT_FAILED;
 	}
+	if (r < 0) {
+		fprintf(stderr, "skv: summarize: %s: %s\n", name, derr.msg);
+		return EXIT_FAILED;
+	}
+	doc = dt.text;
+	len = dt.len;
+	if (!o->quiet && (dt.format != SKV_DOC_TEXT || strcmp(dt.charset, "UTF-8") != 0))
+		fprintf(stderr, "summarize: %s: read as %s%s%s, %zu bytes of text\n", name, skv_doc_format_name(dt.format),
+			dt.format == SKV_DOC_TEXT ? " in " : "", dt.format == SKV_DOC_TEXT ? dt.charset : "", len);
 	if (asprintf(&user,
 		     "Summarize the following document concisely. Keep its main points, key facts and figures, and "
 		     "conclusions.\n\nDocument: %s\n\n%s",
@@ -817,7 +848,11 @@ static int summarize_one(struct skv_client *c, struct opts *o, const char *path,
 
 static int cmd_summarize(int argc, char **argv, struct opts *o)
 {
-	static const struct option longopts[] = {COMMON_LONG_OPTIONS, {"quiet", no_argument, NULL, 'q'}, {}};
+	static const struct option longopts[] = {COMMON_LONG_OPTIONS,
+						 {"quiet", no_argument, NULL, 'q'},
+						 {"format", required_argument, NULL, OPT_FORMAT},
+						 {"charset", required_argument, NULL, OPT_CHARSET},
+						 {}};
 	struct skv_client *c = NULL;
 	bool failed = false;
 	int r;

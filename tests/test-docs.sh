@@ -8,7 +8,7 @@ set -euo pipefail
 src=${1:?usage: test-docs.sh SRCDIR}
 cd "$src"
 fail=0
-files=$(git ls-files 2>/dev/null | grep -E '\.(c|h|cu|py|sh|md|build)$|^scripts/' | grep -v '^tests/fixtures/' || true)
+files=$(git ls-files 2>/dev/null | grep -E '\.(c|h|cu|py|sh|md|build)$|^scripts/' | grep -v -e '^tests/fixtures/' -e '^tests/test-docs.sh$' || true)
 [ -n "$files" ] || files=$(find . -type f \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name '*.py' -o -name '*.md' \) -not -path './tests/fixtures/*' -not -path './build*')
 cited=0
 while IFS= read -r hit; do

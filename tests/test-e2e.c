@@ -886,6 +886,31 @@ static void test_skvctl_and_cli(void **state)
 	snprintf(cmd, sizeof(cmd), "printf 'The quick brown fox jumps over the lazy dog.\\n' > '%s/doc.txt' && '%s' --socket '%s' summarize -n 8 --ignore-eos '%s/doc.txt' > '%s/sum.txt' 2>/dev/null && test -s '%s/sum.txt'",
 		 e.dir, tu_tool("SKV_CLI"), e.sock, e.dir, e.dir, e.dir);
 	assert_int_equal(tu_sh("%s", cmd), 0); /* it ran, and wrote a summary */
+	/* every document format, picked by content (tests/fixtures/doc): a summary each, and the
+	 * format read named on stderr; refusals name their reason and exit 1 */
+	static const char *const docs[][2] = {
+		{"report.pdf", "read as pdf"},	   {"page.html", "read as html"}, {"report.docx", "read as docx"},
+		{"report.odt", "read as odt"},	   {"french-latin1.txt", "read as text in "},
+	};
+	for (size_t i = 0; i < SKV_ARRAY_SIZE(docs); i++) {
+		snprintf(cmd, sizeof(cmd),
+			 "'%s' --socket '%s' summarize -n 8 --ignore-eos '%s/tests/fixtures/doc/%s' > '%s/sum.txt' 2> '%s/err.txt' && "
+			 "test -s '%s/sum.txt' && grep -q '%s' '%s/err.txt'",
+			 tu_tool("SKV_CLI"), e.sock, tu_tool("SKV_SRCDIR"), docs[i][0], e.dir, e.dir, e.dir, docs[i][1], e.dir);
+		if (tu_sh("%s", cmd) != 0)
+			fail_msg("skv summarize %s failed: %s", docs[i][0], cmd);
+	}
+	static const char *const refused[][2] = {
+		{"encrypted.pdf", "the document is encrypted"},
+		{"binary.bin", "looks binary"},
+		{"malformed.docx", "word/document.xml is not well-formed XML"},
+	};
+	for (size_t i = 0; i < SKV_ARRAY_SIZE(refused); i++) {
+		snprintf(cmd, sizeof(cmd), "'%s' --socket '%s' summarize '%s/tests/fixtures/doc/%s' 2> '%s/err.txt'; test $? = 1 && grep -q '%s' '%s/err.txt'",
+			 tu_tool("SKV_CLI"), e.sock, tu_tool("SKV_SRCDIR"), refused[i][0], e.dir, refused[i][1], e.dir);
+		if (tu_sh("%s", cmd) != 0)
+			fail_msg("skv summarize %s was not refused as expected: %s", refused[i][0], cmd);
+	}
 
 	/* drain through skvctl: skvd exits 0 */
 	assert_int_equal(e2e_ctl(&e, out, sizeof(out), "drain"), 0);
