@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -603,6 +604,183 @@ static void test_bad_requests(void **state)
 	tu_rmdir(e.dir);
 }
 
+/* Drops root for `uid` with `gid` as its only group (in a forked child). */
+static void become(uid_t uid, gid_t gid)
+{
+	if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+		_exit(90);
+}
+
+/* A SOCK_SEQPACKET connection to skvd's client socket that has said nothing yet. */
+static int raw_socket(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -1;
+	return fd;
+}
+
+/* Sends a hello on fd and reads the answer: the welcome's status, 0 with *closed when skvd
+ * closed the connection instead. */
+static int raw_hello(int fd, struct skv_welcome *w, bool *closed)
+{
+	struct skv_hello h = {.magic = SKV_WIRE_MAGIC_HELLO, .version_min = 1, .version_max = 1};
+	*closed = false;
+	if (send(fd, &h, sizeof(h), MSG_NOSIGNAL) != (ssize_t)sizeof(h)) {
+		*closed = true;
+		return 0;
+	}
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, 5000) != 1)
+		return -1;
+	ssize_t n = recv(fd, w, sizeof(*w), 0);
+	if (n <= 0) {
+		*closed = true;
+		return 0;
+	}
+	return n == (ssize_t)sizeof(*w) ? w->status : -1;
+}
+
+/* Waits for a byte on fd (a pipe from the other side of a fork). */
+static void pipe_wait(int fd)
+{
+	char b;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, 30000) != 1 || read(fd, &b, 1) != 1)
+		_exit(89);
+}
+
+static void child_status_ok(pid_t p)
+{
+	int st;
+	assert_int_equal(waitpid(p, &st, 0), p);
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) != 0)
+		fail_msg("the unprivileged child failed at step %d", WEXITSTATUS(st));
+}
+
+/* Refused peers take no session: a uid outside allow_group holding 40 connections before their
+ * hello leaves max_clients (8) free for an allowed client; the refused ones are answered from
+ * a pool of 16 or closed. One allowed uid holds at most max_sessions_per_uid sessions, a
+ * connection before its hello counting too (closed by skvd after 2 s without one), while
+ * another uid still gets in. Needs root (to become other users). */
+static void test_sessions_per_peer(void **state)
+{
+	(void)state;
+	if (getuid() != 0) {
+		skip();
+		return;
+	}
+	struct group *g = getgrnam("daemon");
+	struct passwd *nobody = getpwnam("nobody");
+	if (!g || !nobody) {
+		skip();
+		return;
+	}
+	const gid_t member_gid = g->gr_gid;
+	struct e2e e;
+	char ov0[64];
+	snprintf(ov0, sizeof(ov0), "server.allow_group=%s", g->gr_name);
+	const char *ov[] = {ov0, "server.max_clients=8", "server.max_sessions_per_uid=3", NULL};
+	e2e_start(&e, model, ov);
+	assert_int_equal(chmod(e.dir, 0755), 0);
+	assert_int_equal(chmod(e.sock, 0666), 0); /* skvd's own check decides, not the mode */
+	int32_t prompt[6];
+	make_ids(prompt, 6, 3);
+
+	/* 1. an outsider's 40 silent connections */
+	enum { HELD = 40 };
+	int up[2], down[2];
+	assert_int_equal(pipe(up), 0);
+	assert_int_equal(pipe(down), 0);
+	pid_t p = fork();
+	assert_true(p >= 0);
+	if (p == 0) {
+		become(nobody->pw_uid, nobody->pw_gid);
+		int fds[HELD], denied = 0, closed = 0;
+		for (int i = 0; i < HELD; i++)
+			if ((fds[i] = raw_socket(e.sock)) < 0)
+				_exit(1);
+		if (write(up[1], "r", 1) != 1)
+			_exit(2);
+		pipe_wait(down[0]);
+		for (int i = 0; i < HELD; i++) {
+			struct skv_welcome w;
+			bool gone;
+			int st = raw_hello(fds[i], &w, &gone);
+			if (gone)
+				closed++;
+			else if (st == SKV_WELCOME_DENIED && strstr(w.message, "not in group"))
+				denied++;
+			else
+				_exit(3);
+		}
+		/* at most the pool's 16 answered (fewer if its 1 s deadline passed first) */
+		_exit(denied <= 16 && denied + closed == HELD ? 0 : 4);
+	}
+	pipe_wait(up[0]);
+	struct skv_client *c = e2e_client(&e); /* root: allowed, and a slot is free */
+	expect_served(c, prompt, 6, 3);
+	json_object *st = e2e_status(&e), *v;
+	assert_true(json_object_object_get_ex(st, "clients", &v));
+	assert_int_equal(json_object_get_int(v), 1); /* the outsider holds none */
+	json_object_put(st);
+	assert_int_equal(write(down[1], "g", 1), 1);
+	child_status_ok(p);
+
+	/* 2. a member: 3 sessions, not a 4th; one fewer plus a silent connection is 3 again */
+	p = fork();
+	assert_true(p >= 0);
+	if (p == 0) {
+		become(nobody->pw_uid, member_gid);
+		struct skv_client *m[4];
+		for (int i = 0; i < 4; i++)
+			if (skv_client_new(&m[i]) < 0)
+				_exit(10);
+		for (int i = 0; i < 3; i++)
+			if (skv_client_connect(m[i], e.sock) < 0)
+				_exit(11);
+		if (skv_client_connect(m[3], e.sock) != -EBUSY || !strstr(skv_client_errmsg(m[3]), "max_sessions_per_uid"))
+			_exit(12);
+		if (write(up[1], "h", 1) != 1)
+			_exit(13);
+		pipe_wait(down[0]);
+		skv_client_free(m[0]);
+		usleep(300000); /* skvd sees it go */
+		int silent = raw_socket(e.sock);
+		usleep(100000);
+		if (silent < 0 || skv_client_connect(m[3], e.sock) != -EBUSY)
+			_exit(14);
+		/* skvd ends the silent one after its 2 s; then the slot is back */
+		struct pollfd pf = {.fd = silent, .events = POLLIN};
+		char b;
+		if (poll(&pf, 1, 10000) != 1 || recv(silent, &b, 1, 0) > 0)
+			_exit(15);
+		usleep(100000);
+		skv_client_free(m[3]);
+		if (skv_client_new(&m[3]) < 0 || skv_client_connect(m[3], e.sock) < 0)
+			_exit(16);
+		close(silent);
+		for (int i = 1; i < 4; i++)
+			skv_client_free(m[i]);
+		_exit(0);
+	}
+	pipe_wait(up[0]);
+	struct skv_client *c2 = e2e_client(&e); /* root is another uid: not locked out */
+	expect_served(c2, prompt, 6, 3);
+	skv_client_free(c2);
+	assert_int_equal(write(down[1], "g", 1), 1);
+	child_status_ok(p);
+	assert_int_equal(tu_sh("grep -q 'max_sessions_per_uid' '%s'", e.log), 0);
+	assert_int_equal(tu_sh("grep -q 'no hello within 2 s' '%s'", e.log), 0);
+	skv_client_free(c);
+	close(up[0]), close(up[1]), close(down[0]), close(down[1]);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
+}
+
 /* A reload with a bad file: skvctl reload --wait fails naming the line, the old configuration
  * keeps serving; a good one applies; SIGHUP does the same. */
 static void test_reload(void **state)
@@ -1168,6 +1346,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_worker_hung, e2e_teardown),
 		cmocka_unit_test_teardown(test_skvd_killed, e2e_teardown),
 		cmocka_unit_test_teardown(test_group_refused, e2e_teardown),
+		cmocka_unit_test_teardown(test_sessions_per_peer, e2e_teardown),
 		cmocka_unit_test_teardown(test_flood_busy, e2e_teardown),
 		cmocka_unit_test_teardown(test_bad_requests, e2e_teardown),
 		cmocka_unit_test_teardown(test_reload, e2e_teardown),
