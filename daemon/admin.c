@@ -270,8 +270,14 @@ static void on_admin_listen(struct skvd *d, struct skvd_watch *w, uint32_t reven
 		gid_t gid;
 		pid_t pid;
 		int in = skvd_peer_in_group(fd, d->groups.admin_gid, false, &uid, &gid, &pid);
+		if (in < 0) {
+			skvd_log(SKVD_WARNING, "admin: refused: cannot read its credentials (SO_PEERCRED): %s",
+				 strerror(-in));
+			close(fd);
+			continue;
+		}
 		/* root and skvd's own user always; admin_group's members when one is set */
-		if (in <= 0 || !(d->groups.admin_group_set || uid == 0 || uid == getuid())) {
+		if (in == 0 || !(d->groups.admin_group_set || uid == 0 || uid == getuid())) {
 			const char *msg = "{\"ok\":false,\"error\":\"permission denied\"}\n";
 			ssize_t k = send(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
 			(void)k;

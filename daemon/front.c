@@ -255,7 +255,10 @@ static int handshake(struct skvd *d, struct skvd_session *s, const struct skv_he
 	off = SKV_ALIGN_UP(off + CMP_CAPACITY * SKV_WIRE_RECORD, 4096);
 	L->total_size = off;
 
+	/* the client gets the memfd: sealed against sealing too, so it cannot add a seal (such as
+	 * F_SEAL_FUTURE_WRITE) that would change what skvd may do with its own region */
 	if (skv_memfd_new("skv-session", L->total_size, &s->mem_fd, &err) < 0 ||
+	    skv_memfd_seal_seals(s->mem_fd, &err) < 0 ||
 	    skv_memfd_map(s->mem_fd, L->total_size, true, &s->mem, &err) < 0) {
 		skvd_log(SKVD_ERR, "client %llu | %s", (unsigned long long)s->id, err.msg);
 		refuse(s->sock, SKV_WELCOME_FULL, "skvd is out of memory");
@@ -320,7 +323,7 @@ static int handshake(struct skvd *d, struct skvd_session *s, const struct skv_he
 static bool peer_gone(int fd)
 {
 	struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
-	return poll(&p, 1, 0) != 1 || (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
 }
 
 static void on_session_sock(struct skvd *d, struct skvd_watch *w, uint32_t revents)
@@ -644,6 +647,9 @@ void skvd_front_apply_groups(struct skvd *d)
 	if (!d->client_activated && !g->allow_any && getuid() == 0 && chown(d->cfg.socket, 0, g->allow_gid) < 0)
 		skvd_log(SKVD_WARNING, "%s: cannot give it to group %s: %s", d->cfg.socket, d->cfg.allow_group,
 			 strerror(errno));
+	/* a mode widened by hand is put back, as for the admin socket */
+	if (!d->client_activated && chmod(d->cfg.socket, 0660) < 0)
+		skvd_log(SKVD_WARNING, "%s: cannot set its mode: %s", d->cfg.socket, strerror(errno));
 	if (!d->admin_activated &&
 	    ((g->admin_group_set && getuid() == 0 && chown(d->cfg.admin_socket, 0, g->admin_gid) < 0) ||
 	     chmod(d->cfg.admin_socket, g->admin_group_set ? 0660 : 0600) < 0))

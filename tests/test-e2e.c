@@ -474,6 +474,24 @@ static void test_group_refused(void **state)
 		assert_int_equal(WEXITSTATUS(st), 0);
 	}
 	assert_int_equal(tu_sh("grep -q 'refused: not in group daemon' '%s'", e.log), 0);
+	/* with the mode skvd set (0660, group daemon) the kernel refuses the outsider: libskv's
+	 * hint names the socket's actual group */
+	assert_int_equal(chmod(e.sock, 0660), 0);
+	pid_t p = fork();
+	assert_true(p >= 0);
+	if (p == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(nobody->pw_gid) < 0 || setuid(nobody->pw_uid) < 0)
+			_exit(90);
+		struct skv_client *c = NULL;
+		if (skv_client_new(&c) < 0)
+			_exit(91);
+		int r = skv_client_connect(c, e.sock);
+		_exit(r == -EACCES && strstr(skv_client_errmsg(c), "belongs to group daemon") ? 0 : 92);
+	}
+	int st;
+	assert_int_equal(waitpid(p, &st, 0), p);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
 	assert_int_equal(e2e_stop(&e, 10000), 0);
 	tu_rmdir(e.dir);
 }
@@ -815,6 +833,7 @@ static void test_reload(void **state)
 	struct stat st;
 	assert_int_equal(stat(e.admin, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(chmod(e.sock, 0666), 0); /* widened by hand: the reload puts it back */
 	struct group *gr = getgrgid(getgid());
 	assert_non_null(gr);
 	char admin_group[160];
@@ -826,6 +845,8 @@ static void test_reload(void **state)
 	assert_int_equal(st.st_mode & 0777, 0660);
 	if (getuid() == 0)
 		assert_int_equal(st.st_gid, getgid());
+	assert_int_equal(stat(e.sock, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0660);
 	skv_client_free(c);
 	c = e2e_client(&e); /* new limits come with a new session's welcome */
 	ids_request(&req, prompt, 8, 30);
@@ -1126,6 +1147,61 @@ static void raw_submit(struct raw_session *r, uint64_t id, const int32_t *ids, u
 	assert_int_equal(write(r->sub_efd, &one, sizeof(one)), sizeof(one));
 }
 
+/* The handshake's edges: the session memfd carries F_SEAL_SEAL after its size seals, so the
+ * client cannot add a seal of its own; an empty packet before the hello is answered MALFORMED
+ * (it is not the end of the stream); the session still serves. */
+static void test_handshake_edges(void **state)
+{
+	(void)state;
+	struct e2e e;
+	e2e_start(&e, model, NULL);
+	struct raw_session r;
+	raw_connect(&e, &r);
+	int seals = fcntl(r.mem_fd, F_GET_SEALS);
+	assert_true(seals >= 0);
+	assert_int_equal(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	assert_int_equal(fcntl(r.mem_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE), -1);
+	assert_int_equal(errno, EPERM);
+	int32_t prompt[8];
+	make_ids(prompt, 8, 5);
+	raw_submit(&r, 1, prompt, 8, 4);
+	const struct skv_session_layout *L = &r.w.layout;
+	struct skv_ring cr;
+	skv_ring_attach(&cr, (void *)((char *)r.mem + L->cmp_idx_offset), (char *)r.mem + L->cmp_offset,
+			L->cmp_capacity, SKV_WIRE_RECORD, false);
+	bool final = false;
+	for (long end = now_ms() + 10000; !final && now_ms() < end; usleep(5000)) {
+		int n = skv_ring_avail(&cr);
+		assert_true(n >= 0);
+		for (int i = 0; i < n; i++) {
+			union {
+				struct skv_wire_final f;
+				uint8_t b[SKV_WIRE_RECORD];
+			} rec;
+			skv_ring_pop(&cr, rec.b);
+			final |= rec.f.type == SKV_EV_FINAL && rec.f.finish == SKV_WIRE_FINISH_LENGTH;
+		}
+	}
+	assert_true(final);
+	munmap(r.mem, r.w.layout.total_size);
+	close(r.sock), close(r.mem_fd), close(r.sub_efd), close(r.cmp_efd);
+
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, e.sock, strlen(e.sock) + 1);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(send(fd, "", 0, 0), 0);
+	struct skv_welcome w;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_int_equal(recv(fd, &w, sizeof(w), 0), sizeof(w));
+	assert_int_equal(w.magic, SKV_WIRE_MAGIC_WELCOME);
+	assert_int_equal(w.status, SKV_WELCOME_MALFORMED);
+	close(fd);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
+}
+
 /* A client cannot stall skvd through the doorbells it shares with it: it clears O_NONBLOCK on
  * both eventfds and fills its completion counter so that a plain write would block; skvd goes on
  * serving it and everyone else. */
@@ -1354,6 +1430,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_skvctl_and_cli, e2e_teardown),
 		cmocka_unit_test_teardown(test_socket_activation, e2e_teardown),
 		cmocka_unit_test_teardown(test_hostile_doorbells, e2e_teardown),
+		cmocka_unit_test_teardown(test_handshake_edges, e2e_teardown),
 		cmocka_unit_test_teardown(test_client_not_reading, e2e_teardown),
 		cmocka_unit_test_teardown(test_soak, e2e_teardown),
 	};
