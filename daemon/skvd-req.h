@@ -70,6 +70,7 @@ int skvd_reload(struct skvd *d, char *msg, size_t msg_len);
 /* admin.c */
 int skvd_admin_init(struct skvd *d, struct skv_err *err);
 void skvd_admin_done(struct skvd *d);
+void skvd_admin_tick(struct skvd *d); /* closes idle admin connections */
 
 /* text.c: the model's tokenizer and chat template, as skvd uses them */
 int skvd_text_load(struct skvd *d, struct skv_err *err);

@@ -28,6 +28,7 @@ struct skvd;
 struct skvd_watch;
 struct skvd_session;
 struct skvd_req;
+struct skvd_admin_conn;
 
 #define SKVD_TICK_MS 50
 
@@ -234,6 +235,8 @@ struct skvd {
 	int client_listen, admin_listen;
 	bool client_activated, admin_activated;
 	struct skvd_watch *client_watch, *admin_watch;
+	struct skvd_admin_conn *admin_conns; /* open admin connections (admin.c) */
+	uint32_t n_admin_conns;
 	struct skvd_session *sessions;
 	uint32_t n_sessions;
 	struct skvd_idmap *uid_sessions; /* uid + 1 -> its count of sessions (max_sessions_per_uid) */

@@ -1202,6 +1202,47 @@ static void test_handshake_edges(void **state)
 	tu_rmdir(e.dir);
 }
 
+/* The admin socket: 16 silent connections are all it keeps open (one more is told so and
+ * closed); they are closed once idle for 5 s, and skvctl works again. */
+static void test_admin_limits(void **state)
+{
+	(void)state;
+	struct e2e e;
+	e2e_start(&e, model, NULL);
+	enum { CAP = 16 };
+	int fds[CAP + 1];
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, e.admin, strlen(e.admin) + 1);
+	for (int i = 0; i <= CAP; i++) {
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+		usleep(2000); /* accepted in this order */
+	}
+	char buf[256];
+	struct pollfd p = {.fd = fds[CAP], .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	ssize_t n = recv(fds[CAP], buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "too many admin connections"));
+	/* the first 16 are open, then closed for idling: EOF, not before 4 s */
+	long t0 = now_ms();
+	for (int i = 0; i < CAP; i++) {
+		struct pollfd q = {.fd = fds[i], .events = POLLIN};
+		assert_int_equal(poll(&q, 1, 15000), 1);
+		assert_int_equal(recv(fds[i], buf, sizeof(buf), 0), 0);
+		if (i == 0)
+			assert_true(now_ms() - t0 >= 4000);
+	}
+	for (int i = 0; i <= CAP; i++)
+		close(fds[i]);
+	usleep(100000);
+	assert_int_equal(e2e_ctl(&e, NULL, 0, "status"), 0);
+	assert_int_equal(tu_sh("grep -q 'admin: a connection idle' '%s'", e.log), 0);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
+}
+
 /* A client cannot stall skvd through the doorbells it shares with it: it clears O_NONBLOCK on
  * both eventfds and fills its completion counter so that a plain write would block; skvd goes on
  * serving it and everyone else. */
@@ -1431,6 +1472,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_socket_activation, e2e_teardown),
 		cmocka_unit_test_teardown(test_hostile_doorbells, e2e_teardown),
 		cmocka_unit_test_teardown(test_handshake_edges, e2e_teardown),
+		cmocka_unit_test_teardown(test_admin_limits, e2e_teardown),
 		cmocka_unit_test_teardown(test_client_not_reading, e2e_teardown),
 		cmocka_unit_test_teardown(test_soak, e2e_teardown),
 	};
