@@ -210,7 +210,7 @@ struct skvd {
 	struct skvd_watch *dead_watches;
 	struct skvd_watch *live_watches;
 	struct skvd_watch *dispatching; /* the watch whose function runs now */
-	bool rearm;			/* some watch could not be armed: try again next iteration */
+	bool rearm;			/* some watch could not be armed, or its poll removed: try again next iteration */
 
 	/* model */
 	struct skv_model_config model;
