@@ -1243,6 +1243,62 @@ static void test_admin_limits(void **state)
 	tu_rmdir(e.dir);
 }
 
+/* A burst of 1 MiB text prompts (tokenized by skvd, then refused as longer than the
+ * context): once skvd is idle again its RSS is back near where it was before, since the
+ * tokenizer's long-lived workspace shrinks when idle. */
+static void test_big_prompts_rss(void **state)
+{
+	(void)state;
+	struct e2e e;
+	e2e_start(&e, model, NULL);
+	enum { BYTES = 1000000, BURST = 8 };
+	char *text = malloc(BYTES + 1);
+	assert_non_null(text);
+	struct skv_client *c = e2e_client(&e);
+	struct skv_request req;
+	struct e2e_result *res = malloc(sizeof(*res));
+	assert_non_null(res);
+	/* warm-up: a small text prompt, then the baseline */
+	skv_request_init(&req);
+	req.kind = SKV_PROMPT_TEXT;
+	req.text = "The quick brown fox jumps over the lazy dog.";
+	req.max_tokens = 2;
+	assert_int_equal(e2e_run(c, &req, res), 0);
+	usleep(1500000);
+	long rss0 = e2e_rss_kb(e.pid);
+	uint64_t seed = 12345;
+	for (int k = 0; k < BURST; k++) {
+		/* words that rarely repeat: every one is new to the tokenizer's word cache */
+		size_t n = 0;
+		while (n < BYTES - 16) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			int len = 3 + (int)((seed >> 60) & 7);
+			for (int i = 0; i < len; i++)
+				text[n++] = (char)('a' + (int)((seed >> (4 * i + 8)) % 26));
+			text[n++] = (seed >> 40) & 1 ? ' ' : '\n';
+		}
+		text[n] = '\0';
+		skv_request_init(&req);
+		req.kind = SKV_PROMPT_TEXT;
+		req.text = text;
+		req.text_len = n;
+		req.max_tokens = 2;
+		assert_int_equal(e2e_run(c, &req, res), 0);
+		assert_int_equal(res->final.finish, SKV_FINISH_REASON_ERROR); /* longer than the context */
+	}
+	long rss_peak = e2e_rss_kb(e.pid);
+	long rss1 = rss_peak;
+	for (long end = now_ms() + 5000 * tu_time_scale(); now_ms() < end && rss1 - rss0 >= 4096; usleep(100000))
+		rss1 = e2e_rss_kb(e.pid);
+	printf("big prompts: skvd RSS %ld kB before, %ld kB after the burst, %ld kB once idle\n", rss0, rss_peak, rss1);
+	assert_true(rss1 - rss0 < 4096);
+	skv_client_free(c);
+	free(res);
+	free(text);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
+}
+
 /* A client cannot stall skvd through the doorbells it shares with it: it clears O_NONBLOCK on
  * both eventfds and fills its completion counter so that a plain write would block; skvd goes on
  * serving it and everyone else. */
@@ -1473,6 +1529,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_hostile_doorbells, e2e_teardown),
 		cmocka_unit_test_teardown(test_handshake_edges, e2e_teardown),
 		cmocka_unit_test_teardown(test_admin_limits, e2e_teardown),
+		cmocka_unit_test_teardown(test_big_prompts_rss, e2e_teardown),
 		cmocka_unit_test_teardown(test_client_not_reading, e2e_teardown),
 		cmocka_unit_test_teardown(test_soak, e2e_teardown),
 	};
