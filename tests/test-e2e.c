@@ -430,68 +430,129 @@ static void test_skvd_killed(void **state)
 	tu_rmdir(e.dir);
 }
 
-/* Peers outside allow_group are refused by skvd's own credential check, before anything is
- * allocated for them; members get in. Needs root (to become other users). */
-static void test_group_refused(void **state)
+/* Drops root for `uid` with `gid` as its only group (in a forked child). */
+static void become(uid_t uid, gid_t gid)
 {
-	(void)state;
-	if (getuid() != 0) {
-		skip();
-		return;
+	if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+		_exit(90);
+}
+
+/* A SOCK_SEQPACKET connection to skvd's client socket that has said nothing yet. */
+static int raw_socket(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -1;
+	return fd;
+}
+
+/* Sends a hello on fd and reads the answer: the welcome's status, 0 with *closed when skvd
+ * closed the connection instead. */
+static int raw_hello(int fd, struct skv_welcome *w, bool *closed)
+{
+	struct skv_hello h = {.magic = SKV_WIRE_MAGIC_HELLO, .version_min = 1, .version_max = 1};
+	*closed = false;
+	if (send(fd, &h, sizeof(h), MSG_NOSIGNAL) != (ssize_t)sizeof(h)) {
+		*closed = true;
+		return 0;
 	}
-	struct group *g = getgrnam("daemon");
-	struct passwd *nobody = getpwnam("nobody");
-	if (!g || !nobody) {
-		skip();
-		return;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, 5000) != 1)
+		return -1;
+	ssize_t n = recv(fd, w, sizeof(*w), 0);
+	if (n <= 0) {
+		*closed = true;
+		return 0;
 	}
-	struct e2e e;
-	char ov0[64];
-	snprintf(ov0, sizeof(ov0), "server.allow_group=%s", g->gr_name);
-	const char *ov[] = {ov0, NULL};
-	e2e_start(&e, model, ov);
-	/* let any uid reach the socket, so that skvd's check is what decides */
-	assert_int_equal(chmod(e.dir, 0755), 0);
-	assert_int_equal(chmod(e.sock, 0666), 0);
-	for (int member = 0; member < 2; member++) {
-		pid_t p = fork();
-		assert_true(p >= 0);
-		if (p == 0) {
-			gid_t gid = member ? g->gr_gid : nobody->pw_gid;
-			if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(nobody->pw_uid) < 0)
-				_exit(90);
-			struct skv_client *c = NULL;
-			if (skv_client_new(&c) < 0)
-				_exit(91);
-			int r = skv_client_connect(c, e.sock);
-			if (!member)
-				_exit(r == -EACCES && strstr(skv_client_errmsg(c), "group") ? 0 : 92);
-			_exit(r == 0 ? 0 : 93);
-		}
-		int st;
-		assert_int_equal(waitpid(p, &st, 0), p);
-		assert_true(WIFEXITED(st));
-		assert_int_equal(WEXITSTATUS(st), 0);
-	}
-	assert_int_equal(tu_sh("grep -q 'refused: not in group daemon' '%s'", e.log), 0);
-	/* with the mode skvd set (0660, group daemon) the kernel refuses the outsider: libskv's
-	 * hint names the socket's actual group */
-	assert_int_equal(chmod(e.sock, 0660), 0);
-	pid_t p = fork();
-	assert_true(p >= 0);
-	if (p == 0) {
-		if (setgroups(0, NULL) < 0 || setgid(nobody->pw_gid) < 0 || setuid(nobody->pw_uid) < 0)
-			_exit(90);
-		struct skv_client *c = NULL;
-		if (skv_client_new(&c) < 0)
-			_exit(91);
-		int r = skv_client_connect(c, e.sock);
-		_exit(r == -EACCES && strstr(skv_client_errmsg(c), "belongs to group daemon") ? 0 : 92);
-	}
+	return n == (ssize_t)sizeof(*w) ? w->status : -1;
+}
+
+/* Waits for a byte on fd (a pipe from the other side of a fork). */
+static void pipe_wait(int fd)
+{
+	char b;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, 30000) != 1 || read(fd, &b, 1) != 1)
+		_exit(89);
+}
+
+static void child_status_ok(pid_t p)
+{
 	int st;
 	assert_int_equal(waitpid(p, &st, 0), p);
 	assert_true(WIFEXITED(st));
-	assert_int_equal(WEXITSTATUS(st), 0);
+	if (WEXITSTATUS(st) != 0)
+		fail_msg("the unprivileged child failed at step %d", WEXITSTATUS(st));
+}
+
+/* The uids a test becomes: members of allow_group "daemon" and an outsider, both "nobody". */
+struct other_uids {
+	gid_t group;   /* daemon's gid */
+	uid_t uid;     /* nobody's */
+	gid_t own_gid; /* nobody's group: not daemon */
+};
+
+/* Starts skvd with allow_group = daemon plus `extra` (NULL-ended, may be NULL), its socket open
+ * to every uid so that skvd's own check decides. False (the test skipped) unless root, with a
+ * daemon group and a nobody user. */
+static bool start_for_other_uids(struct e2e *e, const char *const *extra, struct other_uids *ret)
+{
+	struct group *g = getgrnam("daemon");
+	struct passwd *nobody = getpwnam("nobody");
+	if (getuid() != 0 || !g || !nobody) {
+		skip();
+		return false;
+	}
+	*ret = (struct other_uids){.group = g->gr_gid, .uid = nobody->pw_uid, .own_gid = nobody->pw_gid};
+	const char *ov[8] = {"server.allow_group=daemon"};
+	for (int i = 0; extra && extra[i] && i < 6; i++)
+		ov[i + 1] = extra[i];
+	e2e_start(e, model, ov);
+	assert_int_equal(chmod(e->dir, 0755), 0);
+	assert_int_equal(chmod(e->sock, 0666), 0);
+	return true;
+}
+
+/* In a child: connects with libskv as `uid` with group `gid`; exits 0 when the result is
+ * `want` and, for a failure, the message holds `needle`. */
+static void child_connect(const char *sock, uid_t uid, gid_t gid, int want, const char *needle)
+{
+	become(uid, gid);
+	struct skv_client *c = NULL;
+	if (skv_client_new(&c) < 0)
+		_exit(91);
+	int r = skv_client_connect(c, sock);
+	_exit(r == want && (!needle || strstr(skv_client_errmsg(c), needle)) ? 0 : 92);
+}
+
+/* Peers outside allow_group are refused by skvd's own credential check, before anything is
+ * allocated for them; members get in. With the socket's mode as skvd sets it, the kernel
+ * refuses the outsider, and libskv's hint names the socket's actual group. Needs root (to
+ * become other users). */
+static void test_group_refused(void **state)
+{
+	(void)state;
+	struct e2e e;
+	struct other_uids u;
+	if (!start_for_other_uids(&e, NULL, &u))
+		return;
+	for (int member = 0; member < 2; member++) {
+		pid_t p = fork();
+		assert_true(p >= 0);
+		if (p == 0)
+			child_connect(e.sock, u.uid, member ? u.group : u.own_gid, member ? 0 : -EACCES,
+				      member ? NULL : "not in group daemon");
+		child_status_ok(p);
+	}
+	assert_int_equal(tu_sh("grep -q 'refused: not in group daemon' '%s'", e.log), 0);
+	assert_int_equal(chmod(e.sock, 0660), 0); /* skvd's mode (and group daemon) */
+	pid_t p = fork();
+	assert_true(p >= 0);
+	if (p == 0)
+		child_connect(e.sock, u.uid, u.own_gid, -EACCES, "belongs to group daemon");
+	child_status_ok(p);
 	assert_int_equal(e2e_stop(&e, 10000), 0);
 	tu_rmdir(e.dir);
 }
@@ -622,63 +683,6 @@ static void test_bad_requests(void **state)
 	tu_rmdir(e.dir);
 }
 
-/* Drops root for `uid` with `gid` as its only group (in a forked child). */
-static void become(uid_t uid, gid_t gid)
-{
-	if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
-		_exit(90);
-}
-
-/* A SOCK_SEQPACKET connection to skvd's client socket that has said nothing yet. */
-static int raw_socket(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return -1;
-	return fd;
-}
-
-/* Sends a hello on fd and reads the answer: the welcome's status, 0 with *closed when skvd
- * closed the connection instead. */
-static int raw_hello(int fd, struct skv_welcome *w, bool *closed)
-{
-	struct skv_hello h = {.magic = SKV_WIRE_MAGIC_HELLO, .version_min = 1, .version_max = 1};
-	*closed = false;
-	if (send(fd, &h, sizeof(h), MSG_NOSIGNAL) != (ssize_t)sizeof(h)) {
-		*closed = true;
-		return 0;
-	}
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	if (poll(&p, 1, 5000) != 1)
-		return -1;
-	ssize_t n = recv(fd, w, sizeof(*w), 0);
-	if (n <= 0) {
-		*closed = true;
-		return 0;
-	}
-	return n == (ssize_t)sizeof(*w) ? w->status : -1;
-}
-
-/* Waits for a byte on fd (a pipe from the other side of a fork). */
-static void pipe_wait(int fd)
-{
-	char b;
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	if (poll(&p, 1, 30000) != 1 || read(fd, &b, 1) != 1)
-		_exit(89);
-}
-
-static void child_status_ok(pid_t p)
-{
-	int st;
-	assert_int_equal(waitpid(p, &st, 0), p);
-	assert_true(WIFEXITED(st));
-	if (WEXITSTATUS(st) != 0)
-		fail_msg("the unprivileged child failed at step %d", WEXITSTATUS(st));
-}
-
 /* Refused peers take no session: a uid outside allow_group holding 40 connections before their
  * hello leaves max_clients (8) free for an allowed client; the refused ones are answered from
  * a pool of 16 or closed. One allowed uid holds at most max_sessions_per_uid sessions, a
@@ -687,24 +691,11 @@ static void child_status_ok(pid_t p)
 static void test_sessions_per_peer(void **state)
 {
 	(void)state;
-	if (getuid() != 0) {
-		skip();
-		return;
-	}
-	struct group *g = getgrnam("daemon");
-	struct passwd *nobody = getpwnam("nobody");
-	if (!g || !nobody) {
-		skip();
-		return;
-	}
-	const gid_t member_gid = g->gr_gid;
 	struct e2e e;
-	char ov0[64];
-	snprintf(ov0, sizeof(ov0), "server.allow_group=%s", g->gr_name);
-	const char *ov[] = {ov0, "server.max_clients=8", "server.max_sessions_per_uid=3", NULL};
-	e2e_start(&e, model, ov);
-	assert_int_equal(chmod(e.dir, 0755), 0);
-	assert_int_equal(chmod(e.sock, 0666), 0); /* skvd's own check decides, not the mode */
+	struct other_uids u;
+	const char *ov[] = {"server.max_clients=8", "server.max_sessions_per_uid=3", NULL};
+	if (!start_for_other_uids(&e, ov, &u))
+		return;
 	int32_t prompt[6];
 	make_ids(prompt, 6, 3);
 
@@ -716,7 +707,7 @@ static void test_sessions_per_peer(void **state)
 	pid_t p = fork();
 	assert_true(p >= 0);
 	if (p == 0) {
-		become(nobody->pw_uid, nobody->pw_gid);
+		become(u.uid, u.own_gid);
 		int fds[HELD], denied = 0, closed = 0;
 		for (int i = 0; i < HELD; i++)
 			if ((fds[i] = raw_socket(e.sock)) < 0)
@@ -752,7 +743,7 @@ static void test_sessions_per_peer(void **state)
 	p = fork();
 	assert_true(p >= 0);
 	if (p == 0) {
-		become(nobody->pw_uid, member_gid);
+		become(u.uid, u.group);
 		struct skv_client *m[4];
 		for (int i = 0; i < 4; i++)
 			if (skv_client_new(&m[i]) < 0)
@@ -1147,6 +1138,36 @@ static void raw_submit(struct raw_session *r, uint64_t id, const int32_t *ids, u
 	assert_int_equal(write(r->sub_efd, &one, sizeof(one)), sizeof(one));
 }
 
+/* Reads the raw session's completion ring until a final that ended by length arrives (true)
+ * or timeout_ms passes. */
+static bool raw_wait_final(struct raw_session *r, long timeout_ms)
+{
+	const struct skv_session_layout *L = &r->w.layout;
+	struct skv_ring cr;
+	skv_ring_attach(&cr, (void *)((char *)r->mem + L->cmp_idx_offset), (char *)r->mem + L->cmp_offset,
+			L->cmp_capacity, SKV_WIRE_RECORD, false);
+	bool final = false;
+	for (long end = now_ms() + timeout_ms; !final && now_ms() < end; usleep(5000)) {
+		int n = skv_ring_avail(&cr);
+		assert_true(n >= 0);
+		for (int i = 0; i < n; i++) {
+			union {
+				struct skv_wire_final f;
+				uint8_t b[SKV_WIRE_RECORD];
+			} rec;
+			skv_ring_pop(&cr, rec.b);
+			final |= rec.f.type == SKV_EV_FINAL && rec.f.finish == SKV_WIRE_FINISH_LENGTH;
+		}
+	}
+	return final;
+}
+
+static void raw_close(struct raw_session *r)
+{
+	munmap(r->mem, r->w.layout.total_size);
+	close(r->sock), close(r->mem_fd), close(r->sub_efd), close(r->cmp_efd);
+}
+
 /* The handshake's edges: the session memfd carries F_SEAL_SEAL after its size seals, so the
  * client cannot add a seal of its own; an empty packet before the hello is answered MALFORMED
  * (it is not the end of the stream); the session still serves. */
@@ -1165,26 +1186,8 @@ static void test_handshake_edges(void **state)
 	int32_t prompt[8];
 	make_ids(prompt, 8, 5);
 	raw_submit(&r, 1, prompt, 8, 4);
-	const struct skv_session_layout *L = &r.w.layout;
-	struct skv_ring cr;
-	skv_ring_attach(&cr, (void *)((char *)r.mem + L->cmp_idx_offset), (char *)r.mem + L->cmp_offset,
-			L->cmp_capacity, SKV_WIRE_RECORD, false);
-	bool final = false;
-	for (long end = now_ms() + 10000; !final && now_ms() < end; usleep(5000)) {
-		int n = skv_ring_avail(&cr);
-		assert_true(n >= 0);
-		for (int i = 0; i < n; i++) {
-			union {
-				struct skv_wire_final f;
-				uint8_t b[SKV_WIRE_RECORD];
-			} rec;
-			skv_ring_pop(&cr, rec.b);
-			final |= rec.f.type == SKV_EV_FINAL && rec.f.finish == SKV_WIRE_FINISH_LENGTH;
-		}
-	}
-	assert_true(final);
-	munmap(r.mem, r.w.layout.total_size);
-	close(r.sock), close(r.mem_fd), close(r.sub_efd), close(r.cmp_efd);
+	assert_true(raw_wait_final(&r, 10000));
+	raw_close(&r);
 
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	memcpy(sa.sun_path, e.sock, strlen(e.sock) + 1);
@@ -1325,26 +1328,8 @@ static void test_hostile_doorbells(void **state)
 	expect_served(c, prompt, 8, 5);
 	skv_client_free(c);
 	/* the raw client's own request finished too: its final is in its completion ring */
-	const struct skv_session_layout *L = &r.w.layout;
-	struct skv_ring cr;
-	skv_ring_attach(&cr, (void *)((char *)r.mem + L->cmp_idx_offset), (char *)r.mem + L->cmp_offset,
-			L->cmp_capacity, SKV_WIRE_RECORD, false);
-	bool final = false;
-	for (long end = now_ms() + 5000; !final && now_ms() < end; usleep(10000)) {
-		int n = skv_ring_avail(&cr);
-		assert_true(n >= 0);
-		for (int i = 0; i < n; i++) {
-			union {
-				struct skv_wire_final f;
-				uint8_t b[SKV_WIRE_RECORD];
-			} rec;
-			skv_ring_pop(&cr, rec.b);
-			final |= rec.f.type == SKV_EV_FINAL && rec.f.finish == SKV_WIRE_FINISH_LENGTH;
-		}
-	}
-	assert_true(final);
-	munmap(r.mem, r.w.layout.total_size);
-	close(r.sock), close(r.mem_fd), close(r.sub_efd), close(r.cmp_efd);
+	assert_true(raw_wait_final(&r, 5000));
+	raw_close(&r);
 	assert_int_equal(e2e_stop(&e, 10000), 0);
 	tu_rmdir(e.dir);
 }
