@@ -97,7 +97,10 @@ static uint32_t uid_sessions(const struct skvd *d, uid_t uid)
 static int uid_sessions_add(struct skvd *d, uid_t uid, int delta)
 {
 	uint64_t key = (uint64_t)uid + 1;
-	uint32_t n = (uint32_t)((int64_t)uid_sessions(d, uid) + delta);
+	uint32_t have = uid_sessions(d, uid);
+	if (delta < 0 && have == 0)
+		return 0;
+	uint32_t n = (uint32_t)((int64_t)have + delta);
 	skvd_idmap_del(d->uid_sessions, key);
 	return n ? skvd_idmap_put(d->uid_sessions, key, (void *)(uintptr_t)n) : 0;
 }

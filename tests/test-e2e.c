@@ -1294,10 +1294,15 @@ static void test_big_prompts_rss(void **state)
 	for (long end = now_ms() + 5000 * tu_time_scale(); now_ms() < end && rss1 - rss0 >= 4096; usleep(100000))
 		rss1 = e2e_rss_kb(e.pid);
 	printf("big prompts: skvd RSS %ld kB before, %ld kB after the burst, %ld kB once idle\n", rss0, rss_peak, rss1);
-	assert_true(rss1 - rss0 < 4096);
 	skv_client_free(c);
 	free(res);
 	free(text);
+#ifndef __SANITIZE_ADDRESS__
+	assert_true(rss1 - rss0 < 4096);
+#else
+	/* AddressSanitizer's quarantine keeps freed memory on purpose: here the burst runs for the
+	 * workspace's freeing and re-making, and RSS is only printed */
+#endif
 	assert_int_equal(e2e_stop(&e, 10000), 0);
 	tu_rmdir(e.dir);
 }
