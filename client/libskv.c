@@ -7,12 +7,14 @@
  * agree with the welcome. After that only the private copy of the layout is used.
  */
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "libskv-internal.h"
@@ -489,15 +491,31 @@ int skv_client_handshake(struct skv_client *c, int sock, const char *what)
 	return skv_err_prefix(&c->err, r, "%s: ", what);
 }
 
-static const char *connect_hint(int e)
+/* What to try after connect(2) failed with e, into buf. For a permission error it names the
+ * socket's actual group (the packaged one is skv, an operator may choose another). */
+static const char *connect_hint(int e, const char *path, char *buf, size_t len)
 {
 	switch (e) {
 	case ENOENT:
 	case ECONNREFUSED:
 		return " (is skvd running, and is this its client socket?)";
 	case EACCES:
-	case EPERM:
-		return " (the socket belongs to group skv: is this user in it?)";
+	case EPERM: {
+		struct stat st;
+		struct group gr, *res = NULL;
+		char grbuf[4096];
+		if (path[0] == '@')
+			return "";
+		if (stat(path, &st) < 0)
+			return errno == EACCES ? " (a directory on the way to the socket is closed to this user)" : "";
+		if (getgrgid_r(st.st_gid, &gr, grbuf, sizeof(grbuf), &res) == 0 && res)
+			snprintf(buf, len, " (the socket belongs to group %s, mode %04o: is this user in it?)", res->gr_name,
+				 (unsigned)(st.st_mode & 07777));
+		else
+			snprintf(buf, len, " (the socket belongs to group id %u, mode %04o: is this user in it?)",
+				 (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777));
+		return buf;
+	}
 	case EPROTOTYPE:
 		return " (not skvd's client socket?)";
 	}
@@ -538,8 +556,10 @@ SKV_EXPORT int skv_client_connect(struct skv_client *c, const char *socket_path)
 	while (r < 0 && errno == EINTR);
 	if (r < 0) {
 		int e = errno;
+		char hint[160];
 		close(fd);
-		return skv_err_set(&c->err, -e, "cannot connect to %s: %s%s", path, strerror(e), connect_hint(e));
+		return skv_err_set(&c->err, -e, "cannot connect to %s: %s%s", path, strerror(e),
+				   connect_hint(e, path, hint, sizeof(hint)));
 	}
 	return skv_client_handshake(c, fd, path);
 }

@@ -26,7 +26,13 @@
  *   {"cmd":"restart-worker","replica":N} -> ok once the worker was told to go
  *   {"cmd":"metrics"}                    -> "text": Prometheus exposition (vLLM-style names
  *                                           under an skv: prefix)
+ *
+ * At most SKVD_ADMIN_MAX_CONNS connections are open at once (one more is answered "too many
+ * admin connections" and closed), and one that makes no progress (its command unfinished, or
+ * its answer unread) for SKVD_ADMIN_IDLE_MS is closed.
  */
 #pragma once
 
 #define SKVD_ADMIN_MAX_REQUEST 4096
+#define SKVD_ADMIN_MAX_CONNS 16
+#define SKVD_ADMIN_IDLE_MS 5000

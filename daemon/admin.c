@@ -1,6 +1,7 @@
 /* admin.c: the admin socket (protocol in admin-proto.h). One JSON command per connection;
  * the peer must be root, skvd's own user, or in admin_group. Answers are built with json-c and
- * written without blocking the loop. */
+ * written without blocking the loop. Open connections are capped and idle ones closed, so a
+ * stuck or hostile skvctl cannot pile up fds and memory in skvd. */
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,9 +13,11 @@
 #include "admin-proto.h"
 #include "skvd-req.h"
 
-struct admin_conn {
+struct skvd_admin_conn {
 	int fd;
 	struct skvd_watch *watch;
+	uint64_t active_ns; /* when it last made progress (connected, sent or took bytes) */
+	struct skvd_admin_conn *next, *prev;
 	char in[SKVD_ADMIN_MAX_REQUEST + 1];
 	size_t in_len;
 	char *out;
@@ -23,8 +26,15 @@ struct admin_conn {
 
 static void on_admin_conn(struct skvd *d, struct skvd_watch *w, uint32_t revents);
 
-static void conn_close(struct skvd *d, struct admin_conn *c)
+static void conn_close(struct skvd *d, struct skvd_admin_conn *c)
 {
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		d->admin_conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	d->n_admin_conns--;
 	skvd_watch_del(d, c->watch);
 	close(c->fd);
 	free(c->out);
@@ -194,7 +204,7 @@ static json_object *dispatch(struct skvd *d, const char *line)
 	return resp;
 }
 
-static void try_write(struct skvd *d, struct admin_conn *c)
+static void try_write(struct skvd *d, struct skvd_admin_conn *c)
 {
 	while (c->out_done < c->out_len) {
 		ssize_t n = send(c->fd, c->out + c->out_done, c->out_len - c->out_done, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -209,13 +219,14 @@ static void try_write(struct skvd *d, struct admin_conn *c)
 		if (n <= 0)
 			break;
 		c->out_done += (size_t)n;
+		c->active_ns = skv_now_ns();
 	}
 	conn_close(d, c);
 }
 
 static void on_admin_conn(struct skvd *d, struct skvd_watch *w, uint32_t revents)
 {
-	struct admin_conn *c = w->data;
+	struct skvd_admin_conn *c = w->data;
 	if (c->out) {
 		if (revents & (POLLOUT | POLLERR | POLLHUP))
 			try_write(d, c);
@@ -230,6 +241,7 @@ static void on_admin_conn(struct skvd *d, struct skvd_watch *w, uint32_t revents
 	}
 	c->in_len += (size_t)n;
 	c->in[c->in_len] = '\0';
+	c->active_ns = skv_now_ns();
 	char *nl = memchr(c->in, '\n', c->in_len);
 	if (!nl && c->in_len < sizeof(c->in) - 1)
 		return;
@@ -270,8 +282,14 @@ static void on_admin_listen(struct skvd *d, struct skvd_watch *w, uint32_t reven
 		gid_t gid;
 		pid_t pid;
 		int in = skvd_peer_in_group(fd, d->groups.admin_gid, false, &uid, &gid, &pid);
+		if (in < 0) {
+			skvd_log(SKVD_WARNING, "admin: refused: cannot read its credentials (SO_PEERCRED): %s",
+				 strerror(-in));
+			close(fd);
+			continue;
+		}
 		/* root and skvd's own user always; admin_group's members when one is set */
-		if (in <= 0 || !(d->groups.admin_group_set || uid == 0 || uid == getuid())) {
+		if (in == 0 || !(d->groups.admin_group_set || uid == 0 || uid == getuid())) {
 			const char *msg = "{\"ok\":false,\"error\":\"permission denied\"}\n";
 			ssize_t k = send(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
 			(void)k;
@@ -279,17 +297,35 @@ static void on_admin_listen(struct skvd *d, struct skvd_watch *w, uint32_t reven
 			close(fd);
 			continue;
 		}
-		struct admin_conn *c = calloc(1, sizeof(*c));
+		if (d->n_admin_conns >= SKVD_ADMIN_MAX_CONNS) {
+			char msg[96];
+			int len = snprintf(msg, sizeof(msg), "{\"ok\":false,\"error\":\"too many admin connections (%d)\"}\n",
+					   SKVD_ADMIN_MAX_CONNS);
+			ssize_t k = send(fd, msg, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+			(void)k;
+			skvd_log(SKVD_NOTICE, "admin: uid %u pid %d refused: %d connections are open", (unsigned)uid, (int)pid,
+				 SKVD_ADMIN_MAX_CONNS);
+			close(fd);
+			continue;
+		}
+		struct skvd_admin_conn *c = calloc(1, sizeof(*c));
 		if (!c) {
 			close(fd);
 			continue;
 		}
 		c->fd = fd;
+		c->active_ns = skv_now_ns();
 		c->watch = skvd_watch_add(d, fd, POLLIN, on_admin_conn, c);
 		if (!c->watch) {
 			close(fd);
 			free(c);
+			continue;
 		}
+		c->next = d->admin_conns;
+		if (c->next)
+			c->next->prev = c;
+		d->admin_conns = c;
+		d->n_admin_conns++;
 	}
 }
 
@@ -305,8 +341,22 @@ int skvd_admin_init(struct skvd *d, struct skv_err *err)
 	return d->admin_watch ? 0 : skv_err_set(err, -ENOMEM, "out of memory");
 }
 
+void skvd_admin_tick(struct skvd *d)
+{
+	uint64_t now = skv_now_ns();
+	for (struct skvd_admin_conn *c = d->admin_conns, *next; c; c = next) {
+		next = c->next;
+		if (now - c->active_ns > SKVD_ADMIN_IDLE_MS * 1000000ull) {
+			skvd_log(SKVD_NOTICE, "admin: a connection idle for %d ms closed", SKVD_ADMIN_IDLE_MS);
+			conn_close(d, c);
+		}
+	}
+}
+
 void skvd_admin_done(struct skvd *d)
 {
+	while (d->admin_conns)
+		conn_close(d, d->admin_conns);
 	skvd_watch_del(d, d->admin_watch);
 	if (d->admin_listen >= 0) {
 		close(d->admin_listen);

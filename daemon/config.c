@@ -86,6 +86,7 @@ static const struct key keys[] = {
 	KSTR("server", "allow_group", allow_group, KEY_GROUP),
 	KSTR("server", "admin_group", admin_group, KEY_GROUP),
 	KUINT("server", "max_clients", max_clients, 0, 1, 65536),
+	KUINT("server", "max_sessions_per_uid", max_sessions_per_uid, 0, 1, 65536),
 	KUINT("server", "max_in_flight", max_in_flight, 0, 1, 1024),
 	KUINT("server", "queue_requests", queue_requests, 0, 1, 65536),
 	KUINT("server", "queue_prompt_tokens", queue_prompt_tokens, 0, 1, 1ull << 32),
@@ -130,6 +131,7 @@ void skvd_config_defaults(struct skvd_config *c)
 	skv_strscpy(c->allow_group, "skv", sizeof(c->allow_group));
 	skv_strscpy(c->admin_group, "skv-admin", sizeof(c->admin_group));
 	c->max_clients = 256;
+	c->max_sessions_per_uid = 64;
 	c->max_in_flight = 32;
 	c->queue_requests = 128;
 	c->queue_prompt_tokens = 1u << 20;
@@ -671,6 +673,7 @@ static int check_relations(struct parser *p)
 	if ((r = check_le(p, "limits", "default_max_tokens", "limits", "max_new_tokens")) < 0 ||
 	    (r = check_le(p, "supervisor", "restart_backoff_ms", "supervisor", "restart_backoff_max_ms")) < 0 ||
 	    (r = check_le(p, "limits", "max_prompt_tokens", "server", "queue_prompt_tokens")) < 0 ||
+	    (r = check_le(p, "server", "max_sessions_per_uid", "server", "max_clients")) < 0 ||
 	    (r = check_le(p, "engine", "mixed_batch_tokens", "engine", "max_batch_tokens")) < 0)
 		return r;
 	if (!strcmp(p->cfg.socket, p->cfg.admin_socket)) {

@@ -53,6 +53,7 @@ struct skvd_config {
 	char allow_group[64];	     /* allow_group: clients must be in it ("" = anyone who can connect) */
 	char admin_group[64];	     /* admin_group: skvctl users ("" = root only) */
 	uint32_t max_clients;
+	uint32_t max_sessions_per_uid; /* sessions (pre-hello ones too) one uid may hold */
 	uint32_t max_in_flight;	     /* requests per client session */
 	uint32_t queue_requests;     /* queued + running requests per replica */
 	uint64_t queue_prompt_tokens; /* prompt tokens of those */

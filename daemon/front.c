@@ -18,13 +18,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "idmap.h"
 #include "memfd.h"
 #include "skvd-req.h"
 
 #define SUB_CAPACITY 64u
 #define CMP_CAPACITY 1024u
 #define OUT_MAX (16u * 1024u) /* parked completion records per session before it is closed */
-#define HANDSHAKE_TIMEOUT_NS (5ull * 1000000000ull)
+/* an allowed peer's hello is due this soon after it connects (it holds one of its uid's sessions
+ * until then) */
+#define HANDSHAKE_TIMEOUT_NS (2ull * 1000000000ull)
+#define HANDSHAKE_TIMEOUT_TEXT "2 s"
 
 static void on_session_sock(struct skvd *d, struct skvd_watch *w, uint32_t revents);
 static void on_session_sub(struct skvd *d, struct skvd_watch *w, uint32_t revents);
@@ -81,6 +85,76 @@ static void refuse(int fd, uint16_t status, const char *msg)
 	(void)n;
 }
 
+/* ---- sessions per uid: the count is the map's value itself (0: absent) ---- */
+
+static uint32_t uid_sessions(const struct skvd *d, uid_t uid)
+{
+	return (uint32_t)(uintptr_t)skvd_idmap_get(d->uid_sessions, (uint64_t)uid + 1);
+}
+
+/* Only a uid new to the map can need memory (the put after the del never grows the map
+ * otherwise), so a failure loses no count. */
+static int uid_sessions_add(struct skvd *d, uid_t uid, int delta)
+{
+	uint64_t key = (uint64_t)uid + 1;
+	uint32_t have = uid_sessions(d, uid);
+	if (delta < 0 && have == 0)
+		return 0;
+	uint32_t n = (uint32_t)((int64_t)have + delta);
+	skvd_idmap_del(d->uid_sessions, key);
+	return n ? skvd_idmap_put(d->uid_sessions, key, (void *)(uintptr_t)n) : 0;
+}
+
+/* ---- refused peers: a slot each in a small pool, never a session ---- */
+
+static void refused_free(struct skvd *d, struct skvd_refused *r)
+{
+	skvd_watch_del(d, r->watch);
+	close(r->fd);
+	r->watch = NULL;
+	r->fd = -1;
+}
+
+/* Its hello (or anything, even an empty packet) arrived, or it went away: the answer, then
+ * the close. */
+static void on_refused_sock(struct skvd *d, struct skvd_watch *w, uint32_t revents)
+{
+	struct skvd_refused *r = w->data;
+	uint8_t buf[sizeof(struct skv_hello) + 1];
+	(void)revents;
+
+	if (r->watch != w)
+		return;
+	ssize_t n = recv(r->fd, buf, sizeof(buf), MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n >= 0)
+		refuse(r->fd, r->status, r->why);
+	refused_free(d, r);
+}
+
+/* Keeps fd until its hello can be answered with `status`; a bare close when the pool is full. */
+static void refused_add(struct skvd *d, int fd, uint16_t status, const char *why)
+{
+	struct skvd_refused *r = NULL;
+	for (size_t i = 0; i < SKVD_REFUSED_MAX && !r; i++)
+		if (!d->refused[i].watch)
+			r = &d->refused[i];
+	if (!r) {
+		close(fd);
+		return;
+	}
+	r->fd = fd;
+	r->status = status;
+	skv_strscpy(r->why, why, sizeof(r->why));
+	r->born_ns = skv_now_ns();
+	r->watch = skvd_watch_add(d, fd, POLLIN, on_refused_sock, r);
+	if (!r->watch) {
+		close(fd);
+		r->fd = -1;
+	}
+}
+
 static void on_client_listen(struct skvd *d, struct skvd_watch *w, uint32_t revents)
 {
 	(void)revents;
@@ -93,39 +167,46 @@ static void on_client_listen(struct skvd *d, struct skvd_watch *w, uint32_t reve
 				continue;
 			return;
 		}
+		/* who it is comes first: nothing is allocated for a peer before that */
 		uid_t uid;
 		gid_t gid;
 		pid_t pid;
+		char why[128]; /* what fits of it goes into the welcome's message */
 		uint16_t refusal = 0;
-		const char *why = NULL;
 		int in = skvd_peer_in_group(fd, d->groups.allow_gid, d->groups.allow_any, &uid, &gid, &pid);
-		if (in <= 0) {
+		if (in < 0) {
+			skvd_log(SKVD_WARNING, "client refused: cannot read its credentials (SO_PEERCRED): %s", strerror(-in));
+			close(fd);
+			continue;
+		}
+		if (in == 0) {
 			skvd_log(SKVD_NOTICE, "client uid %u pid %d refused: not in group %s", (unsigned)uid, (int)pid,
 				 d->cfg.allow_group);
 			refusal = SKV_WELCOME_DENIED;
-			why = "permission denied: not in the allowed group";
+			snprintf(why, sizeof(why), "permission denied: not in group %s", d->cfg.allow_group);
 		} else if (d->draining) {
 			refusal = SKV_WELCOME_SHUTDOWN;
-			why = "skvd is shutting down";
+			snprintf(why, sizeof(why), "skvd is shutting down");
 		} else if (d->n_sessions >= d->cfg.max_clients) {
 			refusal = SKV_WELCOME_FULL;
-			why = "too many clients";
+			snprintf(why, sizeof(why), "too many clients (max_clients %u)", d->cfg.max_clients);
+		} else if (uid_sessions(d, uid) >= d->cfg.max_sessions_per_uid) {
+			skvd_log(SKVD_NOTICE, "client uid %u pid %d refused: it has %u sessions (max_sessions_per_uid)",
+				 (unsigned)uid, (int)pid, uid_sessions(d, uid));
+			refusal = SKV_WELCOME_FULL;
+			snprintf(why, sizeof(why), "uid %u already has %u sessions (max_sessions_per_uid)", (unsigned)uid,
+				 uid_sessions(d, uid));
 		}
-		/* refused peers still waiting for their answer are bounded too: past that, a bare close */
-		if (d->n_sessions >= d->cfg.max_clients + 64) {
-			close(fd);
+		if (refusal) {
+			refused_add(d, fd, refusal, why);
 			continue;
 		}
-		/* A refused peer gets its answer once its hello has been read: closing a socket with
-		 * unread data would reset the connection and lose the answer. It holds a session
-		 * struct until then, but no memfd, ring or eventfd. */
 		struct skvd_session *s = calloc(1, sizeof(*s));
-		if (!s) {
+		if (!s || uid_sessions_add(d, uid, +1) < 0) {
+			free(s);
 			close(fd);
 			continue;
 		}
-		s->refusal = refusal;
-		s->refusal_why = why;
 		s->id = ++d->next_session_id;
 		s->sock = fd;
 		s->mem_fd = s->sub_efd = s->cmp_efd = -1;
@@ -177,7 +258,10 @@ static int handshake(struct skvd *d, struct skvd_session *s, const struct skv_he
 	off = SKV_ALIGN_UP(off + CMP_CAPACITY * SKV_WIRE_RECORD, 4096);
 	L->total_size = off;
 
+	/* the client gets the memfd: sealed against sealing too, so it cannot add a seal (such as
+	 * F_SEAL_FUTURE_WRITE) that would change what skvd may do with its own region */
 	if (skv_memfd_new("skv-session", L->total_size, &s->mem_fd, &err) < 0 ||
+	    skv_memfd_seal_seals(s->mem_fd, &err) < 0 ||
 	    skv_memfd_map(s->mem_fd, L->total_size, true, &s->mem, &err) < 0) {
 		skvd_log(SKVD_ERR, "client %llu | %s", (unsigned long long)s->id, err.msg);
 		refuse(s->sock, SKV_WELCOME_FULL, "skvd is out of memory");
@@ -237,6 +321,14 @@ static int handshake(struct skvd *d, struct skvd_session *s, const struct skv_he
 	return 0;
 }
 
+/* recv() returned 0: on a SOCK_SEQPACKET socket that is either the peer's end or an empty
+ * packet it sent; only the end leaves the socket hung up. */
+static bool peer_gone(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
+}
+
 static void on_session_sock(struct skvd *d, struct skvd_watch *w, uint32_t revents)
 {
 	struct skvd_session *s = w->data;
@@ -248,7 +340,7 @@ static void on_session_sock(struct skvd *d, struct skvd_watch *w, uint32_t reven
 	ssize_t n = recv(s->sock, buf, sizeof(buf), MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0) {
+	if (n < 0 || (n == 0 && peer_gone(s->sock))) {
 		skvd_session_close(d, s, NULL);
 		return;
 	}
@@ -256,18 +348,13 @@ static void on_session_sock(struct skvd *d, struct skvd_watch *w, uint32_t reven
 		skvd_session_close(d, s, "protocol error: data on the socket after the handshake");
 		return;
 	}
-	if (n != sizeof(struct skv_hello)) {
+	if (n != sizeof(struct skv_hello)) { /* an empty packet too: it is not the end of the stream */
 		refuse(s->sock, SKV_WELCOME_MALFORMED, "a hello is 32 bytes");
 		skvd_session_close(d, s, "protocol error: malformed hello");
 		return;
 	}
 	struct skv_hello h;
 	memcpy(&h, buf, sizeof(h));
-	if (s->refusal) {
-		refuse(s->sock, s->refusal, s->refusal_why);
-		skvd_session_close(d, s, NULL);
-		return;
-	}
 	if (handshake(d, s, &h) < 0)
 		skvd_session_close(d, s, "handshake failed");
 }
@@ -437,6 +524,7 @@ static void session_free(struct skvd *d, struct skvd_session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	d->n_sessions--;
+	uid_sessions_add(d, s->uid, -1); /* a smaller count, or none: never needs memory */
 	if (s->mem)
 		munmap(s->mem, s->layout.total_size);
 	int fds[] = {s->sock, s->mem_fd, s->sub_efd, s->cmp_efd};
@@ -486,7 +574,12 @@ void skvd_sessions_tick(struct skvd *d)
 	uint64_t now = skv_now_ns();
 	for (struct skvd_session *s = d->sessions; s; s = s->next)
 		if (!s->welcomed && !s->closing && now - s->born_ns > HANDSHAKE_TIMEOUT_NS)
-			skvd_session_close(d, s, "no hello within 5 s");
+			skvd_session_close(d, s, "no hello within " HANDSHAKE_TIMEOUT_TEXT);
+	for (size_t i = 0; i < SKVD_REFUSED_MAX; i++) {
+		struct skvd_refused *r = &d->refused[i];
+		if (r->watch && now - r->born_ns > SKVD_REFUSED_TIMEOUT_MS * 1000000ull)
+			refused_free(d, r);
+	}
 }
 
 static int bind_socket(const char *path, int type, mode_t mode, struct skv_err *err)
@@ -520,6 +613,11 @@ static int bind_socket(const char *path, int type, mode_t mode, struct skv_err *
 
 int skvd_front_init(struct skvd *d, struct skv_err *err)
 {
+	for (size_t i = 0; i < SKVD_REFUSED_MAX; i++)
+		d->refused[i].fd = -1;
+	d->uid_sessions = skvd_idmap_new();
+	if (!d->uid_sessions)
+		return skv_err_set(err, -ENOMEM, "out of memory");
 	if (d->client_listen < 0) {
 		int fd = bind_socket(d->cfg.socket, SOCK_SEQPACKET, 0660, err);
 		if (fd < 0)
@@ -552,6 +650,9 @@ void skvd_front_apply_groups(struct skvd *d)
 	if (!d->client_activated && !g->allow_any && getuid() == 0 && chown(d->cfg.socket, 0, g->allow_gid) < 0)
 		skvd_log(SKVD_WARNING, "%s: cannot give it to group %s: %s", d->cfg.socket, d->cfg.allow_group,
 			 strerror(errno));
+	/* a mode widened by hand is put back, as for the admin socket */
+	if (!d->client_activated && chmod(d->cfg.socket, 0660) < 0)
+		skvd_log(SKVD_WARNING, "%s: cannot set its mode: %s", d->cfg.socket, strerror(errno));
 	if (!d->admin_activated &&
 	    ((g->admin_group_set && getuid() == 0 && chown(d->cfg.admin_socket, 0, g->admin_gid) < 0) ||
 	     chmod(d->cfg.admin_socket, g->admin_group_set ? 0660 : 0600) < 0))
@@ -564,6 +665,11 @@ void skvd_front_done(struct skvd *d)
 		skvd_session_close(d, d->sessions, NULL);
 		session_free(d, d->sessions);
 	}
+	for (size_t i = 0; i < SKVD_REFUSED_MAX; i++)
+		if (d->refused[i].watch)
+			refused_free(d, &d->refused[i]);
+	skvd_idmap_free(d->uid_sessions);
+	d->uid_sessions = NULL;
 	skvd_watch_del(d, d->client_watch);
 	if (d->client_listen >= 0) {
 		close(d->client_listen);

@@ -94,6 +94,23 @@ void skvd_doorbell(struct skvd *d, int fd)
 	io_uring_sqe_set_data(sqe, NULL); /* its completion is ignored */
 }
 
+/* Asks the kernel to end w's poll. Without a free SQE it stays owed: the next iteration tries
+ * again, and w is not freed before its poll's last completion in any case. */
+static void send_remove(struct skvd *d, struct skvd_watch *w)
+{
+	struct io_uring_sqe *sqe = get_sqe(d);
+	if (!sqe) {
+		d->rearm = true;
+		return;
+	}
+	io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)w);
+	io_uring_sqe_set_data(sqe, NULL); /* its own completion is ignored */
+	/* submit now: the removal must reach the kernel before this address can be reused by a
+	 * new watch */
+	io_uring_submit(&d->ring);
+	w->remove_sent = true;
+}
+
 void skvd_watch_del(struct skvd *d, struct skvd_watch *w)
 {
 	if (!w || w->removing)
@@ -102,16 +119,8 @@ void skvd_watch_del(struct skvd *d, struct skvd_watch *w)
 	if (d->dispatching == w)
 		return; /* its own function deletes it: freed once the dispatch sees it unarmed */
 	if (w->armed) {
-		struct io_uring_sqe *sqe = get_sqe(d);
-		if (sqe) {
-			io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)w);
-			io_uring_sqe_set_data(sqe, NULL); /* its own completion is ignored */
-			/* submit now: the removal must reach the kernel before this address can be
-			 * reused by a new watch */
-			io_uring_submit(&d->ring);
-			w->remove_sent = true;
-			return;
-		}
+		send_remove(d, w); /* freed when its poll's last completion comes */
+		return;
 	}
 	w->next_dead = d->dead_watches;
 	d->dead_watches = w;
@@ -126,9 +135,12 @@ int skvd_loop_run_once(struct skvd *d, int timeout_ms)
 
 	if (d->rearm) {
 		d->rearm = false;
-		for (struct skvd_watch *w = d->live_watches; w; w = w->next_live)
+		for (struct skvd_watch *w = d->live_watches; w; w = w->next_live) {
 			if (!w->armed && !w->removing)
 				arm(d, w, w->events);
+			else if (w->armed && w->removing && !w->remove_sent)
+				send_remove(d, w);
+		}
 	}
 	r = io_uring_submit_and_wait_timeout(&d->ring, &cqe, 1, &ts, NULL);
 	if (r < 0 && r != -ETIME && r != -EINTR)
@@ -150,16 +162,8 @@ int skvd_loop_run_once(struct skvd *d, int timeout_ms)
 		}
 		else if (cqe->res < 0 && cqe->res != -ECANCELED && !w->removing)
 			skvd_log(SKVD_WARNING, "io_uring: poll on fd %d failed: %s", w->fd, strerror(-cqe->res));
-		if (w->removing && w->armed && !w->remove_sent) {
-			/* deleted by its own function while its poll is still in the ring */
-			struct io_uring_sqe *sqe = get_sqe(d);
-			if (sqe) {
-				io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)w);
-				io_uring_sqe_set_data(sqe, NULL);
-				io_uring_submit(&d->ring);
-				w->remove_sent = true;
-			}
-		}
+		if (w->removing && w->armed && !w->remove_sent)
+			send_remove(d, w); /* deleted by its own function while its poll is in the ring */
 		if (!w->armed) {
 			if (w->removing) {
 				w->next_dead = d->dead_watches;

@@ -294,6 +294,8 @@ static void on_tick(struct skvd *d, struct skvd_watch *w, uint32_t revents)
 	skvd_replicas_tick(d);
 	skvd_requests_tick(d);
 	skvd_sessions_tick(d);
+	skvd_admin_tick(d);
+	skvd_text_tick(d);
 	/* the watchdog is fed only while every worker's heartbeat is fresh */
 	if (d->watchdog && d->ready_sent && skvd_replicas_fresh(d))
 		sd_notify(0, "WATCHDOG=1");

@@ -70,10 +70,13 @@ int skvd_reload(struct skvd *d, char *msg, size_t msg_len);
 /* admin.c */
 int skvd_admin_init(struct skvd *d, struct skv_err *err);
 void skvd_admin_done(struct skvd *d);
+void skvd_admin_tick(struct skvd *d); /* closes idle admin connections */
 
 /* text.c: the model's tokenizer and chat template, as skvd uses them */
 int skvd_text_load(struct skvd *d, struct skv_err *err);
 void skvd_text_free(struct skvd *d);
+/* Idle housekeeping: frees the tokenizer's workspace after big prompts (made again when needed). */
+void skvd_text_tick(struct skvd *d);
 /* A raw prompt: BOS added, special-token strings in the text treated as plain text. */
 int skvd_text_encode(struct skvd *d, const char *text, size_t len, int32_t **ret, uint32_t *ret_n,
 		     struct skv_err *err);

@@ -28,6 +28,7 @@ struct skvd;
 struct skvd_watch;
 struct skvd_session;
 struct skvd_req;
+struct skvd_admin_conn;
 
 #define SKVD_TICK_MS 50
 
@@ -173,12 +174,24 @@ struct skvd_session {
 	uint32_t out_head, out_len, out_cap;
 	bool welcomed; /* the handshake is done */
 	const char *broken; /* why it must close (static); closed at the next flush */
-	uint16_t refusal;	/* enum skv_welcome_status to answer the hello with, 0: none */
-	const char *refusal_why; /* static */
 	uint64_t born_ns;
 	bool closing; /* reaped at the end of the iteration */
 	bool rang;    /* completion doorbell owed */
 	struct skvd_session *next, *prev;
+};
+
+/* A peer refused when it connected (outside allow_group, skvd draining, too many clients or
+ * too many for its uid). It never gets a session: only a slot of this small fixed pool, until
+ * its hello has been read and answered (closing a socket with unread data would reset it and
+ * lose the answer) or SKVD_REFUSED_TIMEOUT_MS passes. With the pool full, a bare close. */
+#define SKVD_REFUSED_MAX 16
+#define SKVD_REFUSED_TIMEOUT_MS 1000
+struct skvd_refused {
+	int fd;
+	struct skvd_watch *watch; /* NULL: the slot is free */
+	uint16_t status;	  /* enum skv_welcome_status */
+	char why[sizeof(((struct skv_welcome *)0)->message)];
+	uint64_t born_ns;
 };
 
 /* ---- the daemon ---- */
@@ -197,7 +210,7 @@ struct skvd {
 	struct skvd_watch *dead_watches;
 	struct skvd_watch *live_watches;
 	struct skvd_watch *dispatching; /* the watch whose function runs now */
-	bool rearm;			/* some watch could not be armed: try again next iteration */
+	bool rearm;			/* some watch could not be armed, or its poll removed: try again next iteration */
 
 	/* model */
 	struct skv_model_config model;
@@ -222,8 +235,12 @@ struct skvd {
 	int client_listen, admin_listen;
 	bool client_activated, admin_activated;
 	struct skvd_watch *client_watch, *admin_watch;
+	struct skvd_admin_conn *admin_conns; /* open admin connections (admin.c) */
+	uint32_t n_admin_conns;
 	struct skvd_session *sessions;
 	uint32_t n_sessions;
+	struct skvd_idmap *uid_sessions; /* uid + 1 -> its count of sessions (max_sessions_per_uid) */
+	struct skvd_refused refused[SKVD_REFUSED_MAX];
 	uint64_t next_session_id, next_req_id;
 	struct skvd_groups groups; /* allow_group and admin_group, resolved */
 	struct skvd_idmap *reqs; /* skvd id -> request */

@@ -6,6 +6,7 @@
  * Llama-3 split regex cuts anyway (after a header's "\n\n", before <|eot_id|>), so the ids equal
  * those of encoding the whole rendered text whenever the content holds no special strings.
  * Streamed text skips special tokens and never splits a UTF-8 character. */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,12 +14,43 @@
 #include "skvd-req.h"
 #include "tokenizer.h"
 
+/* The workspace grows with the biggest prompt it has seen (ids, BPE arrays, a word cache):
+ * once it has encoded this much text and then sat idle this long, it is freed (and made again
+ * at the next prompt), and the freed heap returned to the kernel, so a burst of 1 MiB prompts
+ * does not leave skvd that much bigger for good. */
+#define WS_TRIM_BYTES (256u * 1024u)
+#define WS_TRIM_IDLE_NS (1000ull * 1000000ull)
+
 struct skvd_text {
 	struct skv_tokenizer *tok;
-	struct skv_tokenizer_ws *ws;
+	struct skv_tokenizer_ws *ws; /* NULL until needed */
+	size_t ws_bytes;	     /* text encoded since ws was made */
+	uint64_t ws_used_ns;	     /* its last use */
 	struct skv_chat *chat; /* NULL when the model has no template we know */
 	size_t bound;	       /* most bytes one streamed token yields */
 };
+
+/* skv_tokenizer_encode in skvd's long-lived workspace (made here if it was trimmed). */
+static ssize_t encode(struct skvd_text *t, const char *text, size_t len, unsigned flags, const int32_t **ret,
+		      struct skv_err *err)
+{
+	if (!t->ws && skv_tokenizer_ws_new(t->tok, &t->ws) < 0)
+		return skv_err_set(err, -ENOMEM, "out of memory");
+	t->ws_bytes += len;
+	t->ws_used_ns = skv_now_ns();
+	return skv_tokenizer_encode(t->tok, t->ws, text, len, flags, ret, err);
+}
+
+void skvd_text_tick(struct skvd *d)
+{
+	struct skvd_text *t = d->text;
+	if (!t || !t->ws || t->ws_bytes < WS_TRIM_BYTES || skv_now_ns() - t->ws_used_ns < WS_TRIM_IDLE_NS)
+		return;
+	skv_tokenizer_ws_free(t->ws);
+	t->ws = NULL;
+	t->ws_bytes = 0;
+	malloc_trim(0); /* the request path's freed buffers too: glibc keeps them otherwise */
+}
 
 int skvd_text_load(struct skvd *d, struct skv_err *err)
 {
@@ -34,8 +66,6 @@ int skvd_text_load(struct skvd *d, struct skv_err *err)
 	if (skv_tokenizer_n_ids(t->tok) > d->model.vocab)
 		return skv_err_set(err, -EINVAL, "%s: the tokenizer has %u ids, more than the model's vocab_size %u",
 				   d->cfg.model_path, skv_tokenizer_n_ids(t->tok), d->model.vocab);
-	if (skv_tokenizer_ws_new(t->tok, &t->ws) < 0)
-		return skv_err_set(err, -ENOMEM, "out of memory");
 	t->bound = skv_tokenizer_stream_bound(t->tok);
 	r = skv_chat_load(d->cfg.model_path, &t->chat, err);
 	if (r < 0) {
@@ -65,8 +95,7 @@ void skvd_text_free(struct skvd *d)
 int skvd_text_encode(struct skvd *d, const char *text, size_t len, int32_t **ret, uint32_t *ret_n, struct skv_err *err)
 {
 	const int32_t *v; /* in skvd's long-lived workspace, not a new one per request */
-	ssize_t n = skv_tokenizer_encode(d->text->tok, d->text->ws, text, len,
-					 SKV_TOKENIZER_ADD_SPECIAL | SKV_TOKENIZER_SPECIAL_AS_TEXT, &v, err);
+	ssize_t n = encode(d->text, text, len, SKV_TOKENIZER_ADD_SPECIAL | SKV_TOKENIZER_SPECIAL_AS_TEXT, &v, err);
 	if (n < 0)
 		return (int)n;
 	int32_t *ids = malloc(SKV_MAX((size_t)n, 1u) * sizeof(int32_t));
@@ -85,7 +114,7 @@ static int append_ids(struct skvd_text *t, const char *text, size_t len, unsigne
 	const int32_t *v;
 	if (!len)
 		return 0;
-	ssize_t k = skv_tokenizer_encode(t->tok, t->ws, text, len, flags, &v, err);
+	ssize_t k = encode(t, text, len, flags, &v, err);
 	if (k < 0)
 		return (int)k;
 	if (*n + (size_t)k > *cap) {

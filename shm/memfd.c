@@ -20,6 +20,13 @@ int skv_memfd_new(const char *name, size_t size, int *ret_fd, struct skv_err *er
 	return 0;
 }
 
+int skv_memfd_seal_seals(int fd, struct skv_err *err)
+{
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL) < 0)
+		return skv_err_set(err, -errno, "cannot seal memfd against sealing: %s", strerror(errno));
+	return 0;
+}
+
 int skv_memfd_seal_readonly(int fd, struct skv_err *err)
 {
 	if (fcntl(fd, F_ADD_SEALS, SKV_SEALS_READONLY) < 0)

@@ -16,6 +16,10 @@
 /* A new memfd of size bytes (zero-filled), size sealed. */
 int skv_memfd_new(const char *name, size_t size, int *ret_fd, struct skv_err *err);
 
+/* Seals fd against further sealing (its other seals stay as they are): for a region a peer
+ * maps writable, which must not be able to add seals of its own. */
+int skv_memfd_seal_seals(int fd, struct skv_err *err);
+
 /* Seals fd against writes and further sealing. Fails with -EBUSY while a writable shared
  * mapping of it exists: unmap first. */
 int skv_memfd_seal_readonly(int fd, struct skv_err *err);

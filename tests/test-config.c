@@ -115,7 +115,7 @@ static void test_shipped_is_defaults(void **state)
 			fail_msg("skvd.ini(5) does not document %s (as \".B %s\")", key, key);
 		n++;
 	}
-	assert_int_equal(n, 34);
+	assert_int_equal(n, 35);
 	free(keys);
 	free(shipped);
 	free(man);
@@ -136,6 +136,7 @@ static void test_defaults(void **state)
 	assert_true(c.default_max_tokens <= c.max_new_tokens);
 	assert_true(c.restart_backoff_ms <= c.restart_backoff_max_ms);
 	assert_true(c.max_prompt_tokens <= c.queue_prompt_tokens);
+	assert_true(c.max_sessions_per_uid <= c.max_clients / 2); /* well under: one uid cannot take them all */
 	/* the promises: a hung worker is replaced within 15 s, a dead one serves within 2 s */
 	assert_true(c.heartbeat_timeout_ms <= 12000);
 	assert_true(c.restart_backoff_ms <= 500);
@@ -178,6 +179,7 @@ static const char every_key[] =
 	"allow_group = llm-users\n"
 	"admin_group =\n"
 	"max_clients = 1000\n"
+	"max_sessions_per_uid = 100\n"
 	"max_in_flight = 7\n"
 	"queue_requests = 999\n"
 	"queue_prompt_tokens = 4000000\n"
@@ -220,6 +222,7 @@ static void check_every_key(const struct skvd_config *c)
 	assert_string_equal(c->allow_group, "llm-users");
 	assert_string_equal(c->admin_group, "");
 	assert_int_equal(c->max_clients, 1000);
+	assert_int_equal(c->max_sessions_per_uid, 100);
 	assert_int_equal(c->max_in_flight, 7);
 	assert_int_equal(c->queue_requests, 999);
 	assert_int_equal(c->queue_prompt_tokens, 4000000);
@@ -434,6 +437,11 @@ static void test_bad_files(void **state)
 		{"[engine]\nmixed_batch_tokens = 4096\n", 2, "[engine] mixed_batch_tokens",
 		 "4096 is more than [engine] max_batch_tokens (2048)"},
 		{"[engine]\nmixed_batch_tokens = 8\n", 2, "[engine] mixed_batch_tokens", "8 is out of range (0, or 16 to"},
+		{"[server]\nmax_sessions_per_uid = 300\n", 2, "[server] max_sessions_per_uid",
+		 "300 is more than [server] max_clients (256)"},
+		{"[server]\nmax_sessions_per_uid = 8\nmax_clients = 4\n", 3, "[server] max_clients",
+		 "4 is less than [server] max_sessions_per_uid (8)"},
+		{"[server]\nmax_sessions_per_uid = 0\n", 2, "[server] max_sessions_per_uid", "0 is out of range (1 to 65536)"},
 		{"[server]\nqueue_prompt_tokens = 1000\n", 2, "[server] queue_prompt_tokens", "less than [limits] max_prompt_tokens"},
 		{"[server]\nadmin_socket = /run/swiftkv/skvd.sock\n", 2, "[server] admin_socket", "the same path as [server] socket"},
 		/* the first error is the one reported */
@@ -552,7 +560,12 @@ static void test_reload(void **state)
 	err.msg[0] = '\0';
 	assert_true(skvd_config_load(p, &running, &err) < 0);
 	assert_memory_equal(&running, &snapshot, sizeof(running));
-	assert_non_null(strstr(err.msg, ":41: [supervisor] drain_timeout_ms: \"45s\" is not a whole number"));
+	char want_msg[96];
+	unsigned line = 1;
+	for (const char *q = broken; q < at; q++)
+		line += *q == '\n';
+	snprintf(want_msg, sizeof(want_msg), ":%u: [supervisor] drain_timeout_ms: \"45s\" is not a whole number", line);
+	assert_non_null(strstr(err.msg, want_msg));
 	check_every_key(&running);
 
 	/* fixed: the new file replaces every field, including ones it no longer sets */

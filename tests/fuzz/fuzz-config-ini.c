@@ -56,7 +56,8 @@ static void check_ranges(const struct skvd_config *c)
 		abort();
 	if (c->default_max_tokens > c->max_new_tokens || c->restart_backoff_ms > c->restart_backoff_max_ms ||
 	    c->max_prompt_tokens > c->queue_prompt_tokens || c->heartbeat_timeout_ms < 500 || c->max_request_bytes < 4096 ||
-	    c->max_stop > 64 || c->max_stop_bytes < 1 || c->max_clients < 1 || c->max_in_flight < 1 || c->queue_requests < 1)
+	    c->max_stop > 64 || c->max_stop_bytes < 1 || c->max_clients < 1 || c->max_in_flight < 1 || c->queue_requests < 1 ||
+	    c->max_sessions_per_uid < 1 || c->max_sessions_per_uid > c->max_clients)
 		abort();
 }
 
