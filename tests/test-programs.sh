@@ -38,22 +38,22 @@ for prog in "$@"; do
   echo "ok: $name: $first"
 done
 
-# skv-mkmodel's progress: a 0.3 GB checkpoint (over the 256 MiB threshold) on a pseudo-terminal
-# (script(1)) shows "N / 0.30 GB (P%)" up to 100%; the same on a pipe writes nothing to stderr
+# skv-mkmodel's progress: a 0.15 GB checkpoint (over the 128 MiB threshold) on a pseudo-terminal
+# (script(1)) shows "N / 0.15 GB (P%)" up to 100%; the same on a pipe writes nothing to stderr
 [ -n "$mkmodel" ] || fail "skv-mkmodel is not among the programs"
-big=(--preset tiny --layers 4 --hidden 2048 --intermediate 4096 --heads 16 --kv-heads 4 --head-dim 128 --force)
+big=(--preset tiny --layers 2 --hidden 2048 --intermediate 4096 --heads 16 --kv-heads 4 --head-dim 128 --force)
 if command -v script >/dev/null; then
   script -qec "$(printf '%q ' "$mkmodel" "${big[@]}" "$tmp/big")" /dev/null | tr '\r' '\n' >"$tmp/tty"
-  grep -Eq '^skv-mkmodel: 0\.[0-9]+ / 0\.30 GB \(([1-9]|[1-9][0-9])\.[0-9]%\)' "$tmp/tty" ||
+  grep -Eq '^skv-mkmodel: 0\.[0-9]+ / 0\.15 GB \(([1-9]|[1-9][0-9])\.[0-9]%\)' "$tmp/tty" ||
     fail "no progress line below 100% on a terminal: $(head -c 300 "$tmp/tty")"
-  grep -q '^skv-mkmodel: 0.30 / 0.30 GB (100.0%)' "$tmp/tty" || fail "progress does not end at 100%"
+  grep -q '^skv-mkmodel: 0.15 / 0.15 GB (100.0%)' "$tmp/tty" || fail "progress does not end at 100%"
   echo "ok: skv-mkmodel shows progress on a terminal"
 else
   echo "note: no script(1): progress on a terminal not checked"
 fi
 "$mkmodel" "${big[@]}" "$tmp/big" >"$tmp/out" 2>"$tmp/err" </dev/null || fail "skv-mkmodel failed"
 [ -s "$tmp/err" ] && fail "skv-mkmodel wrote progress to a pipe: $(head -c 200 "$tmp/err")"
-grep -q "0.30 GB in 1 file" "$tmp/out" || fail "skv-mkmodel's summary: $(cat "$tmp/out")"
+grep -q "0.15 GB in 1 file" "$tmp/out" || fail "skv-mkmodel's summary: $(cat "$tmp/out")"
 # and a tiny checkpoint shows none even on a terminal
 if command -v script >/dev/null; then
   script -qec "$(printf '%q ' "$mkmodel" --preset tiny --force "$tmp/tiny")" /dev/null >"$tmp/tty"

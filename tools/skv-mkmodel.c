@@ -78,9 +78,9 @@ struct job {
 	int shown_permille; /* last shown, -1 before the first */
 };
 
-/* Big enough that a checkpoint taking a few seconds or more shows its progress (tiny and small
+/* Big enough that a checkpoint taking a second or more shows its progress (tiny and small
  * are written in well under a second). */
-#define SKV_MKMODEL_PROGRESS_BYTES (256ull << 20)
+#define SKV_MKMODEL_PROGRESS_BYTES (128ull << 20)
 
 /* One line, rewritten in place: "skv-mkmodel: 3.21 / 16.06 GB (20.0%)"; the last call ends it. */
 static void progress_show(struct job *j)
