@@ -51,7 +51,9 @@ read -r bin _ config <<<"$exec_start"
 in_root "$bin"
 in_root "$config"
 [ "$config" = "$sysconfdir/swiftkv/skvd.ini" ] || fail "ExecStart's --config is $config"
-in_root "$(sed -n 's/^ExecReload=\([^ ]*\).*/\1/p' "$root/$svc")"
+reload=$(sed -n 's/^ExecReload=\([^ ]*\).*/\1/p' "$root/$svc")
+[ "$reload" = "$bindir/skvctl" ] || fail "ExecReload runs $reload, not $bindir/skvctl"
+in_root "$reload"
 [ -e "$root/$(dirname "$svc")/skvd.socket" ] || fail "skvd.socket is not beside skvd.service"
 for d in sysusers.d tmpfiles.d; do
   c=$(cd "$root" && find . -path "*/$d/swiftkv.conf" | head -1)

@@ -26,7 +26,7 @@ for prog in "$@"; do
   first=$(head -1 "$tmp/out")
   if [ -n "$rev" ]; then
     [[ "$first" =~ ^$name\ ${version//./\\.}\ \(git\ $rev(-dirty)?\)$ ]] ||
-      fail "$name --version says '$first', not '$name $version (git $rev[-dirty])'"
+      fail "$name --version says '$first', not '$name $version (git ${rev}[-dirty])'"
   else
     [ "$first" = "$name $version" ] || fail "$name --version says '$first', not '$name $version'"
   fi
