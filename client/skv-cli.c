@@ -20,6 +20,7 @@
 
 #include "doc.h"
 #include "skv-base.h"
+#include "skv-version.h"
 #include "skv.h"
 
 enum {
@@ -108,6 +109,7 @@ static void help(void)
 	      "      --ignore-eos        keep generating through end-of-sequence tokens\n"
 	      "      --timeout SECONDS   skvd ends the request after this long\n"
 	      "  -h, --help              this text\n"
+	      "  -V, --version           skv's version (before COMMAND)\n"
 	      "generate:  -j, --json     print one JSON object (text, finish_reason, usage, timings, error)\n"
 	      "chat:      --system TEXT  a system message that opens the conversation\n"
 	      "summarize: -q, --quiet    no progress on stderr\n"
@@ -891,7 +893,7 @@ int main(int argc, char **argv)
 	int opt, r;
 
 	skv_request_init(&o.req);
-	while ((opt = getopt_long(argc, argv, "+s:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+s:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			o.socket = optarg;
@@ -900,7 +902,8 @@ int main(int argc, char **argv)
 			help();
 			return EXIT_OK;
 		case 'V':
-			printf("skv %d.%d\n", SKV_VERSION_MAJOR, SKV_VERSION_MINOR);
+			skv_version_print("skv");
+			printf("libskv API %d.%d\n", SKV_VERSION_MAJOR, SKV_VERSION_MINOR);
 			return EXIT_OK;
 		default:
 			return usage_error("bad option");

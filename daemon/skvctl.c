@@ -27,6 +27,7 @@
 #include "admin-proto.h"
 #include "config.h"
 #include "skv-base.h"
+#include "skv-version.h"
 
 enum {
 	EXIT_OK = 0,
@@ -63,6 +64,7 @@ static void usage(FILE *f)
 	      "  -w, --wait          reload: answer once the new configuration serves or was rejected\n"
 	      "  -t, --timeout SEC   give up after SEC seconds without an answer (default 30, 0 = never)\n"
 	      "  -h, --help          this text\n"
+	      "  -V, --version       skvctl's version\n"
 	      "\n"
 	      "exit status: 0 ok, 1 the command failed, 2 usage, 3 cannot connect\n",
 	      f);
@@ -374,14 +376,15 @@ int main(int argc, char **argv)
 	static const struct option options[] = {
 		{"socket", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
 		{"wait", no_argument, NULL, 'w'},	  {"timeout", required_argument, NULL, 't'},
-		{"help", no_argument, NULL, 'h'},	  {0},
+		{"help", no_argument, NULL, 'h'},	  {"version", no_argument, NULL, 'V'},
+		{0},
 	};
 	struct opts o = {.timeout_ms = 30000};
 	const char *env = getenv("SKVCTL_SOCKET");
 	int c;
 
 	o.socket = env && *env ? env : SKVD_DEFAULT_ADMIN_SOCKET;
-	while ((c = getopt_long(argc, argv, "s:jwt:h", options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:jwt:hV", options, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			o.socket = optarg;
@@ -403,6 +406,9 @@ int main(int argc, char **argv)
 		}
 		case 'h':
 			usage(stdout);
+			return EXIT_OK;
+		case 'V':
+			skv_version_print("skvctl");
 			return EXIT_OK;
 		default:
 			usage(stderr);

@@ -22,6 +22,7 @@
 #include "idmap.h"
 #include "memfd.h"
 #include "safetensors.h"
+#include "skv-version.h"
 #include "skvd-req.h"
 
 struct progress {
@@ -315,7 +316,8 @@ static void on_tick(struct skvd *d, struct skvd_watch *w, uint32_t revents)
 static void usage(FILE *f)
 {
 	fputs("usage: skvd --config FILE\n"
-	      "       skvd --check-config FILE\n",
+	      "       skvd --check-config FILE\n"
+	      "       skvd --version | --help\n",
 	      f);
 }
 
@@ -325,6 +327,7 @@ int main(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'},
 		{"check-config", required_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{0},
 	};
 	static struct skvd d; /* zeroed */
@@ -344,6 +347,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			skv_version_print("skvd");
 			return 0;
 		default:
 			usage(stderr);

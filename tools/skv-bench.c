@@ -10,6 +10,7 @@
 
 #include "bench.h"
 #include "skv-base.h"
+#include "skv-version.h"
 
 /* SKV_BENCH_LIST is X(name) X(name) ..., set by tools/meson.build from its bench_cmds list. */
 #define X(n) extern const struct skv_bench_cmd skv_bench_##n;
@@ -24,7 +25,8 @@ static const struct skv_bench_cmd *const cmds[] = {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: skv-bench SUBCOMMAND [options]\n\nsubcommands:\n");
+	fprintf(f, "usage: skv-bench SUBCOMMAND [options]   (SUBCOMMAND --help for its options)\n"
+		   "       skv-bench --version | --help\n\nsubcommands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-12s %s\n", cmds[i]->name, cmds[i]->summary);
 }
@@ -35,6 +37,10 @@ int main(int argc, char **argv)
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		skv_version_print("skv-bench");
+		return 0;
 	}
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(cmds[i]->name, argv[1]))

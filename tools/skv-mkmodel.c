@@ -12,6 +12,9 @@
  * owner's k/v_proj_swiftkv from the group's mean, norm_swiftkv from layer L's input norm), plus
  * noise so the SwiftKV path is really different from the teacher. The teacher's q/k/v stay in
  * the file, as in the released checkpoints.
+ *
+ * On a terminal (stderr), a checkpoint of SKV_MKMODEL_PROGRESS_BYTES or more shows how many of
+ * its bytes are written; a pipe or a log file gets only the final line.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,9 +24,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "safetensors.h"
 #include "skv-base.h"
+#include "skv-version.h"
 #include "tokenizer-synth.h"
 
 struct preset {
@@ -67,7 +72,27 @@ struct job {
 	size_t *file_of; /* tensor -> shard */
 	size_t shard;	 /* being written */
 	const struct wtensor **list;
+	uint64_t total;	   /* bytes of every shard's tensors */
+	uint64_t done;	   /* of them, filled so far */
+	bool progress;	   /* show done/total on stderr (a terminal, a big checkpoint) */
+	int shown_permille; /* last shown, -1 before the first */
 };
+
+/* Big enough that a checkpoint taking a second or more shows its progress (tiny and small
+ * are written in well under a second). */
+#define SKV_MKMODEL_PROGRESS_BYTES (128ull << 20)
+
+/* One line, rewritten in place: "skv-mkmodel: 3.21 / 16.06 GB (20.0%)"; the last call ends it. */
+static void progress_show(struct job *j)
+{
+	int pm = j->total ? (int)(j->done * 1000 / j->total) : 1000;
+	if (!j->progress || pm == j->shown_permille)
+		return;
+	j->shown_permille = pm;
+	fprintf(stderr, "\rskv-mkmodel: %.2f / %.2f GB (%.1f%%)%s", (double)j->done / 1e9, (double)j->total / 1e9,
+		pm / 10.0, j->done >= j->total ? "\n" : "");
+	fflush(stderr);
+}
 
 static uint64_t splitmix64(uint64_t x)
 {
@@ -129,6 +154,8 @@ static int fill(void *userdata, size_t index, void *dst, size_t nbytes, struct s
 #pragma omp parallel for schedule(static)
 	for (size_t i = 0; i < n; i++)
 		skv_store_f32(dst, dt, i, value(t, j->seed, i));
+	j->done += nbytes;
+	progress_show(j);
 	return 0;
 }
 
@@ -160,7 +187,8 @@ static void usage(FILE *f)
 		   "  --tie | --untie        tie (or untie) lm_head to the embeddings\n"
 		   "  --attention-bias       q/k/v/o projections with biases\n"
 		   "  --mlp-bias             gate/up/down projections with biases\n"
-		   "  --force                write into an existing OUTDIR\n");
+		   "  --force                write into an existing OUTDIR\n"
+		   "  --version, --help      this program's version, this text\n");
 }
 
 static int write_configs(const char *dir, const struct preset *p, uint32_t L, uint32_t G, bool swiftkv,
@@ -254,6 +282,7 @@ int main(int argc, char **argv)
 		{"mlp-bias", no_argument, NULL, 'b'},
 		{"force", no_argument, NULL, 'f'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{0},
 	};
 	struct preset p = {0};
@@ -322,6 +351,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			skv_version_print("skv-mkmodel");
 			return 0;
 		default:
 			usage(stderr);
@@ -516,7 +548,9 @@ int main(int argc, char **argv)
 		cur += b;
 		total += b;
 	}
-	struct job job = {.t = t, .n = n, .seed = (uint64_t)seed, .dtype = dt, .file_of = file_of, .list = list};
+	struct job job = {.t = t, .n = n, .seed = (uint64_t)seed, .dtype = dt, .file_of = file_of, .list = list,
+			  .total = total, .progress = total >= SKV_MKMODEL_PROGRESS_BYTES && isatty(STDERR_FILENO),
+			  .shown_permille = -1};
 	json_object *index = json_object_new_object(), *wmap = json_object_new_object(), *meta = json_object_new_object();
 	for (size_t s = 0; s < shards; s++) {
 		char fname[128], path[4096];

@@ -20,6 +20,7 @@
 #include "chat.h"
 #include "local.h"
 #include "skv-base.h"
+#include "skv-version.h"
 #include "tokenizer.h"
 
 struct run {
@@ -131,7 +132,8 @@ static void usage(FILE *f)
 	      "  --backend cpu|cuda      (default cpu)\n"
 	      "  --threads N             CPU threads (default: every core)\n"
 	      "  --logits-out FILE       write the logits of every generated token (.npy, float32)\n"
-	      "  --ids                   print the generated ids instead of text\n",
+	      "  --ids                   print the generated ids instead of text\n"
+	      "  --version, --help       this program's version, this text\n",
 	      f);
 }
 
@@ -159,6 +161,7 @@ int main(int argc, char **argv)
 		{"threads", required_argument, NULL, O_THREADS},
 		{"chat", no_argument, NULL, O_CHAT},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{0},
 	};
 	struct skv_local_params lp = {.swiftkv = -1};
@@ -244,6 +247,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			skv_version_print("skv-run");
 			return 0;
 		default:
 			usage(stderr);

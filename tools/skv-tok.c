@@ -20,6 +20,7 @@
 
 #include "chat.h"
 #include "skv-base.h"
+#include "skv-version.h"
 #include "tokenizer.h"
 
 static void usage(FILE *f)
@@ -27,6 +28,7 @@ static void usage(FILE *f)
 	fputs("usage: skv-tok encode --tokenizer PATH [--bos] [--special-as-text]\n"
 	      "       skv-tok decode --tokenizer PATH [--skip-special] [--raw]\n"
 	      "       skv-tok chat --tokenizer PATH [--add-generation-prompt] [--ids] [--template NAME]\n"
+	      "       skv-tok --version | --help\n"
 	      "\n"
 	      "  --tokenizer PATH         a tokenizer.json, or a model directory holding one\n"
 	      "  --bos                    encode: apply the post-processor (adds <|begin_of_text|>)\n"
@@ -237,6 +239,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		skv_version_print("skv-tok");
 		return 0;
 	}
 	cmd = argv[1];

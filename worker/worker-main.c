@@ -30,6 +30,7 @@
 #include "memfd.h"
 #include "ops.h"
 #include "sched.h"
+#include "skv-version.h"
 #include "wire.h"
 
 _Static_assert(SKV_WIRE_MAX_TOP_K == SKV_MAX_TOP_K && (int)SKV_WIRE_MAX_TEMPERATURE == (int)SKV_MAX_TEMPERATURE,
@@ -185,6 +186,7 @@ int main(int argc, char **argv)
 		{"kv-fd", required_argument, NULL, 'k'},    {"req-efd", required_argument, NULL, 'r'},
 		{"evt-efd", required_argument, NULL, 'e'},  {"ppid", required_argument, NULL, 'p'},
 		{"weights-dev-fd", required_argument, NULL, 'd'},
+		{"help", no_argument, NULL, 'h'},	    {"version", no_argument, NULL, 'V'},
 		{0},
 	};
 	int64_t ctl_fd = -1, weights_fd = -1, kv_fd = -1, req_efd = -1, evt_efd = -1, ppid = -1, wdev_fd = -1;
@@ -194,6 +196,17 @@ int main(int argc, char **argv)
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'h') {
+			printf("usage: skv-worker --ctl-fd N --weights-fd N --kv-fd N --req-efd N --evt-efd N\n"
+			       "                  --ppid PID [--weights-dev-fd N]\n"
+			       "       skv-worker --version | --help\n\n"
+			       "One engine replica; skvd starts it (its fds and parent are skvd's), never a user.\n");
+			return 0;
+		}
+		if (c == 'V') {
+			skv_version_print("skv-worker");
+			return 0;
+		}
 		int64_t *dst = c == 'c'	  ? &ctl_fd
 			       : c == 'w' ? &weights_fd
 			       : c == 'k' ? &kv_fd
