@@ -385,6 +385,17 @@ void skvd_requests_worker_lost(struct skvd *d, struct skvd_replica *rp)
 			finish(d, q, SKV_WIRE_FINISH_ERROR, SKV_WIRE_ERR_WORKER_LOST, msg);
 			continue;
 		}
+		/* a request the worker had: it may be what kills workers, so its re-runs are capped */
+		if (q->state == SKVD_REQ_SENT && ++q->losses > d->cfg.max_request_retries) {
+			char msg[160];
+			snprintf(msg, sizeof(msg),
+				 "the worker died %u times while running this request (the limit is %u re-runs, "
+				 "[supervisor] max_request_retries)",
+				 q->losses, d->cfg.max_request_retries);
+			skvd_log(SKVD_WARNING, "req %llu | %s", (unsigned long long)q->id, msg);
+			finish(d, q, SKV_WIRE_FINISH_ERROR, SKV_WIRE_ERR_WORKER_LOST, msg);
+			continue;
+		}
 		/* nothing reached the client: run it again from the start, elsewhere if possible */
 		q->state = SKVD_REQ_PENDING;
 		q->n_generated = 0;

@@ -93,6 +93,7 @@ struct skvd_req {
 	uint32_t n_stop;
 
 	uint32_t n_generated;
+	uint32_t losses; /* workers that died while running it ([supervisor] max_request_retries) */
 	bool streamed; /* something reached the client: a worker loss can no longer re-run it */
 	struct skv_tokenizer_stream detok; /* incremental detokenizer state */
 	char *held;		 /* decoded text not yet sent (may be the start of a stop string) */
@@ -146,6 +147,7 @@ struct skvd_replica {
 	uint32_t generation;
 	uint32_t restarts;
 	uint64_t started_ns, restart_at_ns, backoff_ms;
+	uint64_t progress, progress_ns; /* the worker's progress counter, and when it last moved */
 	bool restart_requested; /* skvctl restart-worker */
 	uint64_t *cancels; /* ids to cancel at the worker, sent before new requests */
 	uint32_t n_cancels, cap_cancels;

@@ -258,6 +258,8 @@ static int spawn_worker(struct skvd *d, struct skvd_replica *rp)
 	rp->pid = pid;
 	rp->state = SKVD_WORKER_STARTING;
 	rp->started_ns = skv_now_ns();
+	rp->progress = 0;
+	rp->progress_ns = rp->started_ns;
 	rp->pid_watch = skvd_watch_add(d, rp->pidfd, POLLIN, on_worker_exit, rp);
 	if (!rp->evt_watch)
 		rp->evt_watch = skvd_watch_add(d, rp->evt_efd, POLLIN, on_worker_events, rp);
@@ -437,14 +439,25 @@ void skvd_replicas_tick(struct skvd *d)
 			continue;
 		}
 		if (rp->state == SKVD_WORKER_STARTING || rp->state == SKVD_WORKER_READY) {
+			/* two facts (docs/architecture.md): the process runs (its heartbeat thread),
+			 * and its engine thread moves (the progress counter) */
 			uint64_t hb = atomic_load_explicit(&rp->st->heartbeat_ns, memory_order_relaxed);
+			uint64_t prog = atomic_load_explicit(&rp->st->progress, memory_order_relaxed);
+			if (prog != rp->progress) {
+				rp->progress = prog;
+				rp->progress_ns = now;
+			}
 			if (atomic_load_explicit(&rp->st->generation, memory_order_relaxed) != rp->generation ||
 			    hb < rp->started_ns)
 				hb = rp->started_ns;
+			char why[64];
 			if (now > hb && now - hb > (uint64_t)d->cfg.heartbeat_timeout_ms * 1000000ull) {
-				char why[64];
 				snprintf(why, sizeof(why), "no heartbeat for %llu ms",
 					 (unsigned long long)((now - hb) / 1000000));
+				kill_worker(rp, why);
+			} else if (now - rp->progress_ns > (uint64_t)d->cfg.stall_timeout_ms * 1000000ull) {
+				snprintf(why, sizeof(why), "no progress for %llu ms",
+					 (unsigned long long)((now - rp->progress_ns) / 1000000));
 				kill_worker(rp, why);
 			}
 		}

@@ -393,6 +393,136 @@ static void test_worker_hung(void **state)
 	tu_rmdir(e.dir);
 }
 
+/* A model whose prefill of LONG_PROMPT tokens in one step takes seconds on one thread (about
+ * 4 s on the 2-core development machine, over 1 s on any CPU): 8 layers of hidden 512. */
+#define LONG_PROMPT 2000
+static char *slow_model(void)
+{
+	return tu_mkmodel("--preset small --hidden 512 --intermediate 2048 --heads 8 --kv-heads 2 --head-dim 64 "
+			  "--seed 5");
+}
+
+static int64_t status_int(struct e2e *e, const char *key)
+{
+	json_object *st = e2e_status(e), *v;
+	assert_true(json_object_object_get_ex(st, key, &v));
+	int64_t x = json_object_get_int64(v);
+	json_object_put(st);
+	return x;
+}
+
+/* A step longer than the heartbeat timeout: the worker's heartbeat thread keeps it alive, its
+ * progress counter moves per layer, and the request completes on the first worker. */
+static void test_long_step(void **state)
+{
+	(void)state;
+	struct e2e e;
+	if (getenv("SKV_E2E_BACKEND")) /* a GPU prefills it in milliseconds */
+		skip();
+	char *m = slow_model();
+	const char *ov[] = {"supervisor.heartbeat_timeout_ms=500", "engine.replicas=1", "engine.max_batch_tokens=2048",
+			    "engine.kv_cache_bytes=64M", NULL};
+	e2e_start(&e, m, ov);
+	struct skv_client *c = e2e_client(&e);
+	int32_t *prompt = malloc(LONG_PROMPT * sizeof(*prompt));
+	struct e2e_result *res = malloc(sizeof(*res));
+	struct skv_request req;
+	pid_t pid;
+	int restarts;
+	assert_int_equal(e2e_workers(&e, &pid, &restarts, NULL, 1), 1);
+	make_ids(prompt, LONG_PROMPT, 11);
+	ids_request(&req, prompt, LONG_PROMPT, 4);
+	long t0 = now_ms();
+	assert_int_equal(e2e_run(c, &req, res), 0);
+	long took = now_ms() - t0;
+	if (res->final.finish != SKV_FINISH_REASON_LENGTH)
+		e2e_dump_log(&e);
+	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
+	assert_int_equal(res->n_ids, 4);
+	/* the premise: the one prefill step outlasted the heartbeat timeout */
+	if (took <= 500) {
+		e2e_dump_log(&e);
+		fail_msg("the prefill took %ld ms, not longer than the 500 ms heartbeat timeout: use a bigger model", took);
+	}
+	pid_t after;
+	assert_int_equal(e2e_workers(&e, &after, &restarts, NULL, 1), 1);
+	assert_int_equal(after, pid);
+	assert_int_equal(restarts, 0);
+	assert_int_not_equal(tu_sh("grep -q 'killing it' '%s'", e.log), 0);
+	free(res);
+	free(prompt);
+	skv_client_free(c);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
+	tu_rmdir(m);
+	free(m);
+}
+
+/* A request whose worker dies every time it runs it (SIGKILLed here each time the request is in
+ * its hands, long before its first token) is re-run max_request_retries times, then ends with
+ * worker_lost saying how many workers died; the replica serves again afterwards. */
+static void test_retry_cap(void **state)
+{
+	(void)state;
+	struct e2e e;
+	if (getenv("SKV_E2E_BACKEND")) /* a GPU prefills it in milliseconds */
+		skip();
+	char *m = slow_model();
+	const char *ov[] = {"supervisor.max_request_retries=1", "engine.replicas=1", "engine.max_batch_tokens=2048",
+			    "engine.kv_cache_bytes=64M", NULL};
+	e2e_start(&e, m, ov);
+	struct skv_client *c = e2e_client(&e);
+	int32_t *prompt = malloc(LONG_PROMPT * sizeof(*prompt));
+	struct skv_request req;
+	uint64_t id;
+	make_ids(prompt, LONG_PROMPT, 12);
+	ids_request(&req, prompt, LONG_PROMPT, 4);
+	assert_int_equal(skv_client_submit(c, &req, &id), 0);
+	pid_t killed = 0;
+	long deadline = now_ms() + 60000 * tu_time_scale();
+	for (int kills = 0; kills < 2;) {
+		if (now_ms() > deadline) {
+			e2e_dump_log(&e);
+			fail_msg("the request was never in a new worker's hands");
+		}
+		pid_t pid;
+		char st[1][16];
+		assert_int_equal(e2e_workers(&e, &pid, NULL, st, 1), 1);
+		if (pid > 0 && pid != killed && !strcmp(st[0], "ready") && status_int(&e, "requests_running") == 1) {
+			assert_int_equal(kill(pid, SIGKILL), 0);
+			killed = pid;
+			kills++;
+		}
+		usleep(10000);
+	}
+	struct skv_event ev;
+	do
+		assert_int_equal(skv_client_next(c, &ev, 20000 * (int)tu_time_scale()), 0);
+	while (ev.type != SKV_EVENT_FINAL);
+	assert_int_equal(ev.id, id);
+	assert_int_equal(ev.finish, SKV_FINISH_REASON_ERROR);
+	assert_int_equal(ev.error, SKV_ERROR_CODE_WORKER_LOST);
+	assert_non_null(strstr(ev.message, "died 2 times while running this request"));
+	assert_non_null(strstr(ev.message, "max_request_retries"));
+	assert_int_equal(ev.completion_tokens, 0);
+	/* the replica comes back and serves */
+	assert_true(e2e_wait_ready(&e, 10000 * (int)tu_time_scale()));
+	struct e2e_result *res = malloc(sizeof(*res));
+	ids_request(&req, prompt, 20, 3);
+	assert_int_equal(e2e_run(c, &req, res), 0);
+	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
+	int restarts;
+	assert_int_equal(e2e_workers(&e, NULL, &restarts, NULL, 1), 1);
+	assert_int_equal(restarts, 2);
+	free(res);
+	free(prompt);
+	skv_client_free(c);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
+	tu_rmdir(m);
+	free(m);
+}
+
 /* SIGKILL skvd: its workers exit within 5 s (no memfd outlives them) and clients get EOF. */
 static void test_skvd_killed(void **state)
 {
@@ -1166,6 +1296,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_sched_reserve, e2e_teardown),
 		cmocka_unit_test_teardown(test_worker_killed, e2e_teardown),
 		cmocka_unit_test_teardown(test_worker_hung, e2e_teardown),
+		cmocka_unit_test_teardown(test_long_step, e2e_teardown),
+		cmocka_unit_test_teardown(test_retry_cap, e2e_teardown),
 		cmocka_unit_test_teardown(test_skvd_killed, e2e_teardown),
 		cmocka_unit_test_teardown(test_group_refused, e2e_teardown),
 		cmocka_unit_test_teardown(test_flood_busy, e2e_teardown),

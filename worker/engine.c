@@ -329,11 +329,15 @@ static void run_layer(struct skv_engine *e, void *res, uint32_t i, uint32_t n, b
 	}
 	o->attention(e->be, e->attn, e->qkv, qkv_cols, ab, e->cache[cl], nh, nkv, d);
 	o->gemm(e->be, res, e->attn, w->o, w->o_b, n, H, nh * d, true, false);
+	if (e->p.progress)
+		atomic_fetch_add_explicit(e->p.progress, 1, memory_order_relaxed);
 
 	o->rmsnorm(e->be, e->normed, res, w->mlp_norm, n, H, c->rms_eps);
 	o->gemm(e->be, e->gu, e->normed, w->gu, w->gu_b, n, 2 * I, H, false, false);
 	o->silu_mul(e->be, e->act, e->gu, n, I);
 	o->gemm(e->be, res, e->act, w->down, w->down_b, n, H, I, true, false);
+	if (e->p.progress)
+		atomic_fetch_add_explicit(e->p.progress, 1, memory_order_relaxed);
 }
 
 /* What the two halves of a step work on. */
