@@ -149,6 +149,8 @@ struct skvd_replica {
 	uint64_t started_ns, restart_at_ns, backoff_ms;
 	uint64_t progress, progress_ns; /* the worker's progress counter, and when it last moved */
 	bool restart_requested; /* skvctl restart-worker */
+	bool served;		 /* the current worker reached READY */
+	uint32_t start_failures; /* workers in a row that ended before READY */
 	uint64_t *cancels; /* ids to cancel at the worker, sent before new requests */
 	uint32_t n_cancels, cap_cancels;
 	/* load */
@@ -233,6 +235,7 @@ struct skvd {
 	/* lifecycle */
 	int signal_fd, timer_fd;
 	bool ready_sent, draining, quit;
+	int exit_status; /* skvd's, once it quits (SKV_EXIT_CONFIG: the configuration cannot work) */
 	uint64_t drain_deadline_ns, start_ns;
 	bool watchdog;
 	/* totals for metrics */

@@ -18,6 +18,11 @@
 #define SKV_CTL_MAGIC 0x52564b53u /* "SKVR" */
 #define SKV_CTL_VERSION 3u
 
+/* A worker's exit status when the configuration it was given is refused before it served
+ * (EX_CONFIG): no restart can help. skvd exits with it too when the configuration cannot work,
+ * and skvd.service's RestartPreventExitStatus= names it. */
+#define SKV_EXIT_CONFIG 78
+
 enum skv_worker_state {
 	SKV_WORKER_STARTING = 0, /* mapping, building its engine */
 	SKV_WORKER_READY = 1,	 /* serving */

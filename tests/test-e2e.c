@@ -11,6 +11,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -521,6 +522,130 @@ static void test_retry_cap(void **state)
 	tu_rmdir(e.dir);
 	tu_rmdir(m);
 	free(m);
+}
+
+/* skvd --check-config FILE with [model] path = dir (and extra ini lines): its exit status, with
+ * what it printed in out. */
+static int check_config(const char *tmp, const char *dir, const char *extra, char *out, size_t cap)
+{
+	char ini[256], log[256];
+	snprintf(ini, sizeof(ini), "%s/check.ini", tmp);
+	snprintf(log, sizeof(log), "%s/check.log", tmp);
+	tu_writef(ini, "[model]\npath = %s\n[engine]\nbackend = cpu\n%s", dir, extra);
+	int st = tu_sh("'%s' --check-config '%s' >'%s' 2>&1", tu_tool("SKVD"), ini, log);
+	char *text = tu_slurp(log, NULL);
+	snprintf(out, cap, "%s", text);
+	free(text);
+	return st;
+}
+
+static void expect_check_fails(const char *tmp, const char *dir, const char *extra, const char *needle)
+{
+	char out[2048];
+	int st = check_config(tmp, dir, extra, out, sizeof(out));
+	if (st != 78 || !strstr(out, needle))
+		fail_msg("skvd --check-config exited %d, want 78 with \"%s\"; it said: %s", st, needle, out);
+}
+
+/* skvd --check-config checks [model] path without loading a weight: config.json parses and
+ * validates, every file the index names is there, every header's tensors tile its file, the
+ * tensors match the config, and a configured KV arena is one the engine addresses. Each
+ * failure exits 78 (EX_CONFIG) naming the file, the tensor or the key. */
+static void test_check_config_model(void **state)
+{
+	(void)state;
+	char out[2048];
+	char *tmp = tu_tmpdir();
+	char *m = tu_mkmodel("--preset small --layers 2 --seed 7 --max-shard-size 1048576");
+	char dir[256];
+	snprintf(dir, sizeof(dir), "%s/m", tmp);
+
+	/* the model as made passes, and a KV arena of 1G too */
+	assert_int_equal(check_config(tmp, m, "kv_cache_bytes = 1G\n", out, sizeof(out)), 0);
+	assert_non_null(strstr(out, ": ok"));
+	/* no such directory */
+	expect_check_fails(tmp, "/nonexistent/model", "", "/nonexistent/model/config.json: cannot open");
+	/* 16T of KV: blocks x block_size over the engine's int32 slots, caught before any worker */
+	expect_check_fails(tmp, m, "kv_cache_bytes = 16T\n", "kv_cache_bytes = 17592186044416: the KV arena holds");
+	expect_check_fails(tmp, m, "kv_cache_bytes = 16T\n", "over the engine's limit of 2147483647 positions");
+
+	/* each damage on a fresh copy */
+	struct {
+		const char *damage, *needle;
+	} cases[] = {
+		{"printf '{\"hidden_size\": ' > m/config.json", "config.json"},
+		{"sed -i 's/\"hidden_size\": 256/\"hidden_size\": 0/' m/config.json", "hidden_size"},
+		{"rm m/model-00003-of-00006.safetensors", "model-00003-of-00006.safetensors: cannot open"},
+		{"truncate -s -64 m/model-00002-of-00006.safetensors", "the file is truncated or corrupt"},
+		{"truncate -s +8 m/model-00004-of-00006.safetensors", "bytes of data after the last tensor"},
+		{"sed -i 's/\"intermediate_size\": 768/\"intermediate_size\": 512/' m/config.json",
+		 "has shape [768, 256], expected [512, 256]"},
+		{"sed -i 's/model-00005-of-00006/model-00009-of-00006/' m/model.safetensors.index.json",
+		 "model-00009-of-00006.safetensors: cannot open"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(tu_sh("cd '%s' && rm -rf m && cp -r '%s' m && %s", tmp, m, cases[i].damage), 0);
+		expect_check_fails(tmp, dir, "", cases[i].needle);
+	}
+	tu_rmdir(m);
+	free(m);
+	tu_rmdir(tmp);
+	free(tmp);
+}
+
+/* kv_cache_bytes = 16T passed skvd's own check but not the engine's, and skvd restarted the
+ * worker forever: now the one check refuses it at start, and skvd exits 78 naming the key. */
+static void test_kv_limit_exits(void **state)
+{
+	(void)state;
+	struct e2e e;
+	const char *ov[] = {"engine.kv_cache_bytes=16T", "engine.replicas=1", NULL};
+	e2e_spawn(&e, model, ov);
+	int st = e2e_wait_exit(&e, 30000 * (int)tu_time_scale());
+	if (st != 78) {
+		e2e_dump_log(&e);
+		fail_msg("skvd exited %d, want 78", st);
+	}
+	assert_int_equal(tu_sh("grep -q 'kv_cache_bytes = 17592186044416: the KV arena holds .* over the engine' '%s'",
+			       e.log),
+			 0);
+	assert_int_not_equal(tu_sh("grep -q 'worker 0 | started' '%s'", e.log), 0);
+	tu_rmdir(e.dir);
+}
+
+/* A worker that cannot start (here: its address space is too small to map its 8G KV arena,
+ * which skvd only creates) fails before READY 5 times in a row: skvd logs the worker's own
+ * error, ends and exits 1, instead of restarting it forever. */
+static void test_start_failures_exit(void **state)
+{
+	(void)state;
+#if defined(__SANITIZE_ADDRESS__)
+	skip(); /* ASan reserves terabytes of address space: no limit on it can be set */
+#else
+	if (getenv("SKV_E2E_BACKEND"))
+		skip();
+	struct e2e e;
+	const char *ov[] = {"engine.kv_cache_bytes=8G", "engine.replicas=1", "engine.max_context=1024", NULL};
+	struct rlimit old, lim;
+	assert_int_equal(getrlimit(RLIMIT_AS, &old), 0);
+	lim = old;
+	lim.rlim_cur = 2ull << 30;
+	assert_int_equal(setrlimit(RLIMIT_AS, &lim), 0); /* inherited by skvd and its workers */
+	e2e_spawn(&e, model, ov);
+	assert_int_equal(setrlimit(RLIMIT_AS, &old), 0);
+	int st = e2e_wait_exit(&e, 60000 * (int)tu_time_scale());
+	if (st != 1) {
+		e2e_dump_log(&e);
+		fail_msg("skvd exited %d, want 1", st);
+	}
+	/* five tries, then the worker's own message in skvd's last words */
+	assert_int_equal(tu_sh("test $(grep -c 'worker 0 | started' '%s') -eq 5", e.log), 0);
+	assert_int_equal(tu_sh("grep 'failed 5 times in a row before it was ready' '%s' | grep -q 'cannot map .* region fd'",
+			       e.log),
+			 0);
+	assert_true(e2e_notified(&e, "STATUS=failed: worker 0 failed 5 times", 0));
+	tu_rmdir(e.dir);
+#endif
 }
 
 /* SIGKILL skvd: its workers exit within 5 s (no memfd outlives them) and clients get EOF. */
@@ -1298,6 +1423,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_worker_hung, e2e_teardown),
 		cmocka_unit_test_teardown(test_long_step, e2e_teardown),
 		cmocka_unit_test_teardown(test_retry_cap, e2e_teardown),
+		cmocka_unit_test(test_check_config_model),
+		cmocka_unit_test_teardown(test_kv_limit_exits, e2e_teardown),
+		cmocka_unit_test_teardown(test_start_failures_exit, e2e_teardown),
 		cmocka_unit_test_teardown(test_skvd_killed, e2e_teardown),
 		cmocka_unit_test_teardown(test_group_refused, e2e_teardown),
 		cmocka_unit_test_teardown(test_flood_busy, e2e_teardown),

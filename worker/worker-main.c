@@ -10,8 +10,8 @@
  * that matters past its own death: skvd re-runs or fails its requests and starts another worker,
  * which maps the same resident weights. Errors it cannot recover from (a backend failure, a
  * corrupt segment) are logged, written to its status block, and end the process: a restart is
- * the recovery (style rule 9); one that says the configuration itself is refused exits 78
- * (EX_CONFIG) so skvd can tell it from a crash. It dies with skvd (PR_SET_PDEATHSIG).
+ * the recovery (style rule 9); one that says the configuration itself is refused exits
+ * SKV_EXIT_CONFIG (78) so skvd can tell it from a crash. It dies with skvd (PR_SET_PDEATHSIG).
  *
  * Liveness (docs/architecture.md): a thread of its own beats the heartbeat every 50 ms whatever
  * the engine does, so a step may take longer than skvd's heartbeat timeout; the main thread
@@ -422,7 +422,7 @@ fail:
 	bool refused = !ready && (rc == -EINVAL || rc == -E2BIG || rc == -ERANGE);
 	atomic_store(&w.st->state, SKV_WORKER_FAILED);
 	doorbell(w.evt_efd);
-	rc = refused ? 78 : 1;
+	rc = refused ? SKV_EXIT_CONFIG : 1;
 out:
 	beat_stop(&w);
 	skv_sched_free(w.sched);
