@@ -11,6 +11,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -522,6 +523,64 @@ static void test_retry_cap(void **state)
 	tu_rmdir(e.dir);
 	tu_rmdir(m);
 	free(m);
+}
+
+/* A worker whose engine thread is wedged while the process runs (here: that one thread stopped
+ * with ptrace, so its heartbeat thread keeps beating) is killed after stall_timeout_ms for making
+ * no progress, and replaced; the replacement serves. */
+static void test_worker_wedged(void **state)
+{
+	(void)state;
+	struct e2e e;
+	const char *ov[] = {"supervisor.stall_timeout_ms=1000", "engine.replicas=1", NULL};
+	e2e_start(&e, model, ov);
+	pid_t pid;
+	assert_int_equal(e2e_workers(&e, &pid, NULL, NULL, 1), 1);
+	/* the main thread only (its tid is the pid): PTRACE_INTERRUPT stops no other thread */
+	if (ptrace(PTRACE_SEIZE, pid, NULL, NULL) < 0) {
+		int err = errno;
+		assert_int_equal(e2e_stop(&e, 10000), 0);
+		tu_rmdir(e.dir);
+		if (err == EPERM)
+			skip(); /* ptrace is not allowed here (Yama, a container) */
+		fail_msg("PTRACE_SEIZE: %s", strerror(err));
+	}
+	assert_int_equal(ptrace(PTRACE_INTERRUPT, pid, NULL, NULL), 0);
+	int st;
+	assert_int_equal(waitpid(pid, &st, __WALL), pid);
+	assert_true(WIFSTOPPED(st));
+	long t0 = now_ms();
+	/* skvd kills it; a traced process's death reaches its parent only once the tracer has
+	 * reaped it */
+	for (;;) {
+		pid_t r = waitpid(pid, &st, __WALL | WNOHANG);
+		if (r == pid && (WIFEXITED(st) || WIFSIGNALED(st)))
+			break;
+		if (r == pid && WIFSTOPPED(st)) /* some other stop: stay stopped (no restart) */
+			continue;
+		if (now_ms() - t0 > 20000 * tu_time_scale()) {
+			e2e_dump_log(&e);
+			fail_msg("the wedged worker was not killed");
+		}
+		usleep(10000);
+	}
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	assert_true(now_ms() - t0 >= 900);
+	assert_true(e2e_wait_ready(&e, 10000 * (int)tu_time_scale()));
+	assert_int_equal(tu_sh("grep -q 'no progress for' '%s'", e.log), 0);
+	assert_int_not_equal(tu_sh("grep -q 'no heartbeat' '%s'", e.log), 0); /* its process ran */
+	struct skv_client *c = e2e_client(&e);
+	struct e2e_result *res = malloc(sizeof(*res));
+	struct skv_request req;
+	int32_t prompt[10];
+	make_ids(prompt, 10, 4);
+	ids_request(&req, prompt, 10, 3);
+	assert_int_equal(e2e_run(c, &req, res), 0);
+	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
+	free(res);
+	skv_client_free(c);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
 }
 
 /* skvd --check-config FILE with [model] path = dir (and extra ini lines): its exit status, with
@@ -1423,6 +1482,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_worker_hung, e2e_teardown),
 		cmocka_unit_test_teardown(test_long_step, e2e_teardown),
 		cmocka_unit_test_teardown(test_retry_cap, e2e_teardown),
+		cmocka_unit_test_teardown(test_worker_wedged, e2e_teardown),
 		cmocka_unit_test(test_check_config_model),
 		cmocka_unit_test_teardown(test_kv_limit_exits, e2e_teardown),
 		cmocka_unit_test_teardown(test_start_failures_exit, e2e_teardown),
