@@ -396,12 +396,37 @@ static void test_worker_hung(void **state)
 }
 
 /* A model whose prefill of LONG_PROMPT tokens in one step takes seconds on one thread (about
- * 4 s on the 2-core development machine, over 1 s on any CPU): 8 layers of hidden 512. */
+ * 4 s on the 2-core development machine, over 1 s on any CPU): 8 layers of hidden 512, served
+ * by one replica that prefills the whole prompt in one step. */
 #define LONG_PROMPT 2000
-static char *slow_model(void)
+struct slow {
+	struct e2e e;
+	char *model;
+	struct skv_client *c;
+	int32_t *prompt; /* [LONG_PROMPT] */
+	struct skv_request req;
+};
+
+static void slow_start(struct slow *s, const char *extra)
 {
-	return tu_mkmodel("--preset small --hidden 512 --intermediate 2048 --heads 8 --kv-heads 2 --head-dim 64 "
-			  "--seed 5");
+	const char *ov[] = {"engine.replicas=1", "engine.max_batch_tokens=2048", "engine.kv_cache_bytes=64M", extra, NULL};
+	s->model = tu_mkmodel("--preset small --hidden 512 --intermediate 2048 --heads 8 --kv-heads 2 --head-dim 64 "
+			      "--seed 5");
+	e2e_start(&s->e, s->model, ov);
+	s->c = e2e_client(&s->e);
+	s->prompt = malloc(LONG_PROMPT * sizeof(*s->prompt));
+	make_ids(s->prompt, LONG_PROMPT, 11);
+	ids_request(&s->req, s->prompt, LONG_PROMPT, 4);
+}
+
+static void slow_stop(struct slow *s)
+{
+	free(s->prompt);
+	skv_client_free(s->c);
+	assert_int_equal(e2e_stop(&s->e, 10000), 0);
+	tu_rmdir(s->e.dir);
+	tu_rmdir(s->model);
+	free(s->model);
 }
 
 static int64_t status_int(struct e2e *e, const char *key)
@@ -418,46 +443,32 @@ static int64_t status_int(struct e2e *e, const char *key)
 static void test_long_step(void **state)
 {
 	(void)state;
-	struct e2e e;
+	struct slow s;
 	if (getenv("SKV_E2E_BACKEND")) /* a GPU prefills it in milliseconds */
 		skip();
-	char *m = slow_model();
-	const char *ov[] = {"supervisor.heartbeat_timeout_ms=500", "engine.replicas=1", "engine.max_batch_tokens=2048",
-			    "engine.kv_cache_bytes=64M", NULL};
-	e2e_start(&e, m, ov);
-	struct skv_client *c = e2e_client(&e);
-	int32_t *prompt = malloc(LONG_PROMPT * sizeof(*prompt));
+	slow_start(&s, "supervisor.heartbeat_timeout_ms=500");
 	struct e2e_result *res = malloc(sizeof(*res));
-	struct skv_request req;
-	pid_t pid;
+	pid_t pid, after;
 	int restarts;
-	assert_int_equal(e2e_workers(&e, &pid, &restarts, NULL, 1), 1);
-	make_ids(prompt, LONG_PROMPT, 11);
-	ids_request(&req, prompt, LONG_PROMPT, 4);
+	assert_int_equal(e2e_workers(&s.e, &pid, &restarts, NULL, 1), 1);
 	long t0 = now_ms();
-	assert_int_equal(e2e_run(c, &req, res), 0);
+	assert_int_equal(e2e_run(s.c, &s.req, res), 0);
 	long took = now_ms() - t0;
 	if (res->final.finish != SKV_FINISH_REASON_LENGTH)
-		e2e_dump_log(&e);
+		e2e_dump_log(&s.e);
 	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
 	assert_int_equal(res->n_ids, 4);
 	/* the premise: the one prefill step outlasted the heartbeat timeout */
 	if (took <= 500) {
-		e2e_dump_log(&e);
+		e2e_dump_log(&s.e);
 		fail_msg("the prefill took %ld ms, not longer than the 500 ms heartbeat timeout: use a bigger model", took);
 	}
-	pid_t after;
-	assert_int_equal(e2e_workers(&e, &after, &restarts, NULL, 1), 1);
+	assert_int_equal(e2e_workers(&s.e, &after, &restarts, NULL, 1), 1);
 	assert_int_equal(after, pid);
 	assert_int_equal(restarts, 0);
-	assert_int_not_equal(tu_sh("grep -q 'killing it' '%s'", e.log), 0);
+	assert_int_not_equal(tu_sh("grep -q 'killing it' '%s'", s.e.log), 0);
 	free(res);
-	free(prompt);
-	skv_client_free(c);
-	assert_int_equal(e2e_stop(&e, 10000), 0);
-	tu_rmdir(e.dir);
-	tu_rmdir(m);
-	free(m);
+	slow_stop(&s);
 }
 
 /* A request whose worker dies every time it runs it (SIGKILLed here each time the request is in
@@ -466,31 +477,23 @@ static void test_long_step(void **state)
 static void test_retry_cap(void **state)
 {
 	(void)state;
-	struct e2e e;
+	struct slow s;
 	if (getenv("SKV_E2E_BACKEND")) /* a GPU prefills it in milliseconds */
 		skip();
-	char *m = slow_model();
-	const char *ov[] = {"supervisor.max_request_retries=1", "engine.replicas=1", "engine.max_batch_tokens=2048",
-			    "engine.kv_cache_bytes=64M", NULL};
-	e2e_start(&e, m, ov);
-	struct skv_client *c = e2e_client(&e);
-	int32_t *prompt = malloc(LONG_PROMPT * sizeof(*prompt));
-	struct skv_request req;
+	slow_start(&s, "supervisor.max_request_retries=1");
 	uint64_t id;
-	make_ids(prompt, LONG_PROMPT, 12);
-	ids_request(&req, prompt, LONG_PROMPT, 4);
-	assert_int_equal(skv_client_submit(c, &req, &id), 0);
+	assert_int_equal(skv_client_submit(s.c, &s.req, &id), 0);
 	pid_t killed = 0;
 	long deadline = now_ms() + 60000 * tu_time_scale();
 	for (int kills = 0; kills < 2;) {
 		if (now_ms() > deadline) {
-			e2e_dump_log(&e);
+			e2e_dump_log(&s.e);
 			fail_msg("the request was never in a new worker's hands");
 		}
 		pid_t pid;
 		char st[1][16];
-		assert_int_equal(e2e_workers(&e, &pid, NULL, st, 1), 1);
-		if (pid > 0 && pid != killed && !strcmp(st[0], "ready") && status_int(&e, "requests_running") == 1) {
+		assert_int_equal(e2e_workers(&s.e, &pid, NULL, st, 1), 1);
+		if (pid > 0 && pid != killed && !strcmp(st[0], "ready") && status_int(&s.e, "requests_running") == 1) {
 			assert_int_equal(kill(pid, SIGKILL), 0);
 			killed = pid;
 			kills++;
@@ -499,7 +502,7 @@ static void test_retry_cap(void **state)
 	}
 	struct skv_event ev;
 	do
-		assert_int_equal(skv_client_next(c, &ev, 20000 * (int)tu_time_scale()), 0);
+		assert_int_equal(skv_client_next(s.c, &ev, 20000 * (int)tu_time_scale()), 0);
 	while (ev.type != SKV_EVENT_FINAL);
 	assert_int_equal(ev.id, id);
 	assert_int_equal(ev.finish, SKV_FINISH_REASON_ERROR);
@@ -508,21 +511,16 @@ static void test_retry_cap(void **state)
 	assert_non_null(strstr(ev.message, "max_request_retries"));
 	assert_int_equal(ev.completion_tokens, 0);
 	/* the replica comes back and serves */
-	assert_true(e2e_wait_ready(&e, 10000 * (int)tu_time_scale()));
+	assert_true(e2e_wait_ready(&s.e, 10000 * (int)tu_time_scale()));
 	struct e2e_result *res = malloc(sizeof(*res));
-	ids_request(&req, prompt, 20, 3);
-	assert_int_equal(e2e_run(c, &req, res), 0);
+	ids_request(&s.req, s.prompt, 20, 3);
+	assert_int_equal(e2e_run(s.c, &s.req, res), 0);
 	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
 	int restarts;
-	assert_int_equal(e2e_workers(&e, NULL, &restarts, NULL, 1), 1);
+	assert_int_equal(e2e_workers(&s.e, NULL, &restarts, NULL, 1), 1);
 	assert_int_equal(restarts, 2);
 	free(res);
-	free(prompt);
-	skv_client_free(c);
-	assert_int_equal(e2e_stop(&e, 10000), 0);
-	tu_rmdir(e.dir);
-	tu_rmdir(m);
-	free(m);
+	slow_stop(&s);
 }
 
 /* A worker whose engine thread is wedged while the process runs (here: that one thread stopped
