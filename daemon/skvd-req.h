@@ -42,7 +42,9 @@ void skvd_req_input_done(struct skvd_req_input *in);
 int skvd_request_start(struct skvd *d, struct skvd_session *s, struct skvd_req_input *in, uint32_t *ret_error,
 		       char *msg, size_t msg_len);
 void skvd_request_on_event(struct skvd *d, struct skvd_replica *rp, const struct skv_ctl_evt *ev);
-void skvd_requests_worker_lost(struct skvd *d, struct skvd_replica *rp);
+/* The replica's worker is gone: requests it had that streamed nothing are re-run (a loss each
+ * when `blame`: it died, rather than being restarted on purpose), the others end. */
+void skvd_requests_worker_lost(struct skvd *d, struct skvd_replica *rp, bool blame);
 void skvd_on_replica_ready(struct skvd *d, struct skvd_replica *rp);
 /* Ends a request early: cancels it at its worker and sends the final record with `finish`
  * (and `error` + message). */

@@ -23,8 +23,8 @@
 extern char **environ;
 
 #define REQ_CAPACITY 256u
-#define SKVD_START_FAILURES 5 /* workers in a row ending before READY: skvd gives up */
 #define EVT_CAPACITY 4096u
+#define SKVD_START_FAILURES 5 /* workers in a row ending before READY: skvd gives up */
 
 const char *skvd_worker_state_name(enum skvd_worker_state s)
 {
@@ -357,10 +357,12 @@ static void on_worker_exit(struct skvd *d, struct skvd_watch *w, uint32_t revent
 	rp->restart_at_ns = rp->restart_requested ? now : now + rp->backoff_ms * 1000000ull;
 	if (!rp->restart_requested && lived_ms <= 10000)
 		rp->backoff_ms = SKV_MIN(rp->backoff_ms * 2, (uint64_t)d->cfg.restart_backoff_max_ms);
-	bool counts = !rp->served && !rp->restart_requested && !d->quit && !d->draining;
+	/* a death skvd or an admin asked for is nobody's failure */
+	bool asked = rp->restart_requested || d->quit || d->draining;
+	bool counts = !rp->served && !asked;
 	rp->restart_requested = false;
 
-	skvd_requests_worker_lost(d, rp);
+	skvd_requests_worker_lost(d, rp, !asked);
 	if (counts)
 		start_failed(d, rp, si.si_code == CLD_EXITED && si.si_status == SKV_EXIT_CONFIG, why);
 }
