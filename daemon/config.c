@@ -100,6 +100,8 @@ static const struct key keys[] = {
 	KUINT("limits", "max_stop_bytes", max_stop_bytes, 0, 1, 4096),
 
 	KUINT("supervisor", "heartbeat_timeout_ms", heartbeat_timeout_ms, 0, 500, 600000),
+	KUINT("supervisor", "stall_timeout_ms", stall_timeout_ms, 0, 1000, 86400000),
+	KUINT("supervisor", "max_request_retries", max_request_retries, 0, 0, 10),
 	KUINT("supervisor", "restart_backoff_ms", restart_backoff_ms, 0, 0, 600000),
 	KUINT("supervisor", "restart_backoff_max_ms", restart_backoff_max_ms, 0, 0, 3600000),
 	KUINT("supervisor", "drain_timeout_ms", drain_timeout_ms, 0, 0, 3600000),
@@ -145,6 +147,8 @@ void skvd_config_defaults(struct skvd_config *c)
 	c->max_stop_bytes = 128;
 
 	c->heartbeat_timeout_ms = 10000;
+	c->stall_timeout_ms = 600000;
+	c->max_request_retries = 2;
 	c->restart_backoff_ms = 100;
 	c->restart_backoff_max_ms = 30000;
 	c->drain_timeout_ms = 30000;

@@ -68,7 +68,9 @@ struct skvd_config {
 	uint32_t max_stop_bytes;
 
 	/* [supervisor] */
-	uint32_t heartbeat_timeout_ms;
+	uint32_t heartbeat_timeout_ms;	 /* the worker's heartbeat thread: is the process running */
+	uint32_t stall_timeout_ms;	 /* its progress counter: is its engine thread moving */
+	uint32_t max_request_retries;	 /* re-runs of a request after the workers running it died */
 	uint32_t restart_backoff_ms;	 /* first restart delay, doubled per quick failure */
 	uint32_t restart_backoff_max_ms;
 	uint32_t drain_timeout_ms;

@@ -366,7 +366,7 @@ void skvd_request_on_event(struct skvd *d, struct skvd_replica *rp, const struct
 	}
 }
 
-void skvd_requests_worker_lost(struct skvd *d, struct skvd_replica *rp)
+void skvd_requests_worker_lost(struct skvd *d, struct skvd_replica *rp, bool blame)
 {
 	/* take the replica's whole list first: re-queued requests are linked again, maybe here */
 	struct skvd_req *q = rp->reqs_head, *next;
@@ -382,6 +382,17 @@ void skvd_requests_worker_lost(struct skvd *d, struct skvd_replica *rp)
 		if (q->streamed) {
 			char msg[128];
 			snprintf(msg, sizeof(msg), "worker %u died after the response began; retry the request", rp->index);
+			finish(d, q, SKV_WIRE_FINISH_ERROR, SKV_WIRE_ERR_WORKER_LOST, msg);
+			continue;
+		}
+		/* a request the worker had: it may be what kills workers, so its re-runs are capped */
+		if (blame && q->state == SKVD_REQ_SENT && ++q->losses > d->cfg.max_request_retries) {
+			char msg[160];
+			snprintf(msg, sizeof(msg),
+				 "the worker died %u times while running this request (the limit is %u re-runs, "
+				 "[supervisor] max_request_retries)",
+				 q->losses, d->cfg.max_request_retries);
+			skvd_log(SKVD_WARNING, "req %llu | %s", (unsigned long long)q->id, msg);
 			finish(d, q, SKV_WIRE_FINISH_ERROR, SKV_WIRE_ERR_WORKER_LOST, msg);
 			continue;
 		}

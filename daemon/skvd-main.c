@@ -111,6 +111,57 @@ static int load_cuda(struct skvd *d, struct skv_image_plan *plan, struct skv_err
 	return 0;
 }
 
+/* [model] path as skvd would serve it on this machine, without reading a weight: config.json
+ * parsed and validated, every safetensors file the index names there, with headers whose
+ * tensors tile exactly the file's size, and every tensor the image needs present with its
+ * shape (skv_checkpoint_open maps the files and reads only their headers). Fills the backend
+ * (auto resolved), the checkpoint and the image plan; errors name the file and the tensor. */
+static int open_model(const struct skvd_config *c, enum skvd_backend *ret_backend, struct skv_checkpoint **ret_ckpt,
+		      struct skv_image_plan **ret_plan, struct skv_err *err)
+{
+	struct skv_checkpoint *ckpt = NULL;
+	enum skvd_backend backend = c->backend;
+	int r = skv_checkpoint_open(c->model_path, &ckpt, err);
+	if (r < 0)
+		return r;
+	bool on = c->swiftkv < 0 ? ckpt->config.swiftkv != 0 : c->swiftkv != 0;
+	if (on && !ckpt->config.swiftkv) {
+		r = skv_err_set(err, -EINVAL, "[model] swiftkv = on, but %s is a plain llama checkpoint", c->model_path);
+		goto fail;
+	}
+	if (backend == SKVD_BACKEND_AUTO) {
+		int count = 0;
+		struct skv_err why = {0};
+		backend = skv_keeper_open(&count, &why) == 0 && count > 0 ? SKVD_BACKEND_CUDA : SKVD_BACKEND_CPU;
+		if (backend == SKVD_BACKEND_CPU)
+			skvd_log(SKVD_INFO, "backend = auto: serving on the CPU (%s)", why.msg);
+	}
+	r = skv_image_plan_new(ckpt, backend == SKVD_BACKEND_CUDA ? SKV_DTYPE_BF16 : SKV_DTYPE_F32, on, ret_plan, err);
+	if (r < 0)
+		goto fail;
+	*ret_backend = backend;
+	*ret_ckpt = ckpt;
+	return 0;
+fail:
+	skv_checkpoint_free(ckpt);
+	return r;
+}
+
+/* skvd --check-config: the model, and a configured KV arena against the engine's limit. */
+static int check_model(const struct skvd_config *c, struct skv_err *err)
+{
+	struct skv_checkpoint *ckpt = NULL;
+	struct skv_image_plan *plan = NULL;
+	enum skvd_backend backend;
+	uint64_t blocks;
+	int r = open_model(c, &backend, &ckpt, &plan, err);
+	if (r == 0 && c->kv_bytes)
+		r = skvd_kv_blocks(&plan->header, backend, c->kv_bytes, c->block_size, true, &blocks, err);
+	skv_image_plan_free(plan);
+	skv_checkpoint_free(ckpt);
+	return r;
+}
+
 static int load_model(struct skvd *d, struct skv_err *err)
 {
 	struct skv_checkpoint *ckpt = NULL;
@@ -118,27 +169,14 @@ static int load_model(struct skvd *d, struct skv_err *err)
 	void *map = NULL;
 	int r;
 
-	r = skv_checkpoint_open(d->cfg.model_path, &ckpt, err);
-	if (r < 0)
+	r = open_model(&d->cfg, &d->backend, &ckpt, &plan, err);
+	if (r < 0) {
+		if (r != -ENOMEM) /* a model that is not there or not valid: no restart helps */
+			d->exit_status = SKV_EXIT_CONFIG;
 		return r;
+	}
 	d->model = ckpt->config;
-	bool on = d->cfg.swiftkv < 0 ? d->model.swiftkv != 0 : d->cfg.swiftkv != 0;
-	if (on && !d->model.swiftkv) {
-		r = skv_err_set(err, -EINVAL, "[model] swiftkv = on, but %s is a plain llama checkpoint",
-				d->cfg.model_path);
-		goto out;
-	}
-	d->backend = d->cfg.backend;
-	if (d->backend == SKVD_BACKEND_AUTO) {
-		int count = 0;
-		struct skv_err why = {0};
-		d->backend = skv_keeper_open(&count, &why) == 0 && count > 0 ? SKVD_BACKEND_CUDA : SKVD_BACKEND_CPU;
-		if (d->backend == SKVD_BACKEND_CPU)
-			skvd_log(SKVD_INFO, "backend = auto: serving on the CPU (%s)", why.msg);
-	}
-	r = skv_image_plan_new(ckpt, d->backend == SKVD_BACKEND_CUDA ? SKV_DTYPE_BF16 : SKV_DTYPE_F32, on, &plan, err);
-	if (r < 0)
-		goto out;
+	bool on = plan->header.swiftkv_on;
 	if (d->backend == SKVD_BACKEND_CUDA) {
 		skvd_log(SKVD_INFO, "loading %s (%s, %.2f GB of bf16 weights per GPU)", d->cfg.model_path,
 			 on ? "SwiftKV" : "full model", (double)plan->header.data_size / 1e9);
@@ -362,9 +400,13 @@ int main(int argc, char **argv)
 	}
 	if (skvd_config_load(config, &d.cfg, &err) < 0) {
 		fprintf(stderr, "skvd: %s\n", err.msg);
-		return 78; /* EX_CONFIG: the unit's RestartPreventExitStatus= stops restart loops */
+		return SKV_EXIT_CONFIG; /* the unit's RestartPreventExitStatus= stops restart loops */
 	}
 	if (check) {
+		if (check_model(&d.cfg, &err) < 0) {
+			fprintf(stderr, "skvd: %s: [model] path = %s: %s\n", config, d.cfg.model_path, err.msg);
+			return SKV_EXIT_CONFIG;
+		}
 		printf("%s: ok\n", config);
 		return 0;
 	}
@@ -402,6 +444,7 @@ int main(int argc, char **argv)
 	    skvd_admin_init(&d, &err) < 0) {
 		skvd_log(SKVD_ERR, "%s", err.msg);
 		skvd_notify(&d, "STATUS=failed: %s", err.msg);
+		rc = d.exit_status ? d.exit_status : 1;
 		goto out;
 	}
 	skvd_log(SKVD_INFO, "%u replica%s, %u KV blocks of %u tokens each (%.1f MB), context %u, client socket %s",
@@ -422,8 +465,11 @@ int main(int argc, char **argv)
 		}
 	}
 	skvd_sessions_flush(&d);
-	rc = 0;
-	skvd_log(SKVD_NOTICE, "stopped");
+	rc = d.exit_status;
+	if (rc)
+		skvd_log(SKVD_ERR, "stopped, exit status %d", rc);
+	else
+		skvd_log(SKVD_NOTICE, "stopped");
 out:
 	skvd_notify(&d, "STOPPING=1");
 	skvd_replicas_stop(&d);

@@ -12,6 +12,11 @@ void skvd_replica_restart(struct skvd_replica *rp);
 bool skvd_replicas_fresh(const struct skvd *d);
 void skvd_replicas_stop(struct skvd *d);
 const char *skvd_worker_state_name(enum skvd_worker_state s);
+/* The blocks a KV arena of kv_bytes holds for this image and backend, through the engine's own
+ * check (skv_image_kv_check); the error names [engine] kv_cache_bytes (configured: set in the
+ * file rather than sized by skvd). */
+int skvd_kv_blocks(const struct skv_image_header *img, enum skvd_backend backend, uint64_t kv_bytes,
+		   uint32_t block_size, bool configured, uint64_t *ret_blocks, struct skv_err *err);
 
 /* request.c */
 /* Validated input of a request, built by front.c from a submission record. */
@@ -37,7 +42,9 @@ void skvd_req_input_done(struct skvd_req_input *in);
 int skvd_request_start(struct skvd *d, struct skvd_session *s, struct skvd_req_input *in, uint32_t *ret_error,
 		       char *msg, size_t msg_len);
 void skvd_request_on_event(struct skvd *d, struct skvd_replica *rp, const struct skv_ctl_evt *ev);
-void skvd_requests_worker_lost(struct skvd *d, struct skvd_replica *rp);
+/* The replica's worker is gone: requests it had that streamed nothing are re-run (a loss each
+ * when `blame`: it died, rather than being restarted on purpose), the others end. */
+void skvd_requests_worker_lost(struct skvd *d, struct skvd_replica *rp, bool blame);
 void skvd_on_replica_ready(struct skvd *d, struct skvd_replica *rp);
 /* Ends a request early: cancels it at its worker and sends the final record with `finish`
  * (and `error` + message). */

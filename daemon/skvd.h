@@ -94,6 +94,7 @@ struct skvd_req {
 	uint32_t n_stop;
 
 	uint32_t n_generated;
+	uint32_t losses; /* workers that died while running it ([supervisor] max_request_retries) */
 	bool streamed; /* something reached the client: a worker loss can no longer re-run it */
 	struct skv_tokenizer_stream detok; /* incremental detokenizer state */
 	char *held;		 /* decoded text not yet sent (may be the start of a stop string) */
@@ -147,7 +148,10 @@ struct skvd_replica {
 	uint32_t generation;
 	uint32_t restarts;
 	uint64_t started_ns, restart_at_ns, backoff_ms;
+	uint64_t progress, progress_ns; /* the worker's progress counter, and when it last moved */
 	bool restart_requested; /* skvctl restart-worker */
+	bool served;		 /* the current worker reached READY */
+	uint32_t start_failures; /* workers in a row that ended before READY */
 	uint64_t *cancels; /* ids to cancel at the worker, sent before new requests */
 	uint32_t n_cancels, cap_cancels;
 	/* load */
@@ -248,6 +252,7 @@ struct skvd {
 	/* lifecycle */
 	int signal_fd, timer_fd;
 	bool ready_sent, draining, quit;
+	int exit_status; /* skvd's, once it quits (SKV_EXIT_CONFIG: the configuration cannot work) */
 	uint64_t drain_deadline_ns, start_ns;
 	bool watchdog;
 	/* totals for metrics */

@@ -24,6 +24,7 @@ extern char **environ;
 
 #define REQ_CAPACITY 256u
 #define EVT_CAPACITY 4096u
+#define SKVD_START_FAILURES 5 /* workers in a row ending before READY: skvd gives up */
 
 const char *skvd_worker_state_name(enum skvd_worker_state s)
 {
@@ -46,13 +47,24 @@ static const char *worker_path(void)
 	return p && *p ? p : SKVD_WORKER_DEFAULT_PATH;
 }
 
-/* Bytes of one KV block across all cache layers: K and V of every cache layer, fp32 on the
- * CPU backend, bf16 on CUDA. */
-static size_t block_bytes(const struct skvd *d)
+/* The KV arena's element: fp32 on the CPU backend, bf16 on CUDA (the backends' kv_dtype). */
+static enum skv_dtype kv_dtype(enum skvd_backend b)
 {
-	const struct skv_model_config *m = &d->image->config;
-	size_t elem = d->backend == SKVD_BACKEND_CUDA ? 2 : 4;
-	return (size_t)d->image->cache_layers * 2 * d->cfg.block_size * m->n_kv_heads * m->head_dim * elem;
+	return b == SKVD_BACKEND_CUDA ? SKV_DTYPE_BF16 : SKV_DTYPE_F32;
+}
+
+int skvd_kv_blocks(const struct skv_image_header *img, enum skvd_backend backend, uint64_t kv_bytes,
+		   uint32_t block_size, bool configured, uint64_t *ret_blocks, struct skv_err *err)
+{
+	struct skv_err why = {0};
+	size_t bb = skv_image_kv_block_bytes(img, kv_dtype(backend), block_size);
+	uint64_t blocks = bb ? kv_bytes / bb : 0;
+	int r = skv_image_kv_check(img, kv_dtype(backend), blocks, block_size, &why);
+	if (r < 0)
+		return skv_err_set(err, r, "[engine] kv_cache_bytes = %llu%s: %s", (unsigned long long)kv_bytes,
+				   configured ? "" : " (sized from max_seqs and the context)", why.msg);
+	*ret_blocks = blocks;
+	return 0;
 }
 
 int skvd_replicas_create(struct skvd *d, struct skv_err *err)
@@ -60,7 +72,7 @@ int skvd_replicas_create(struct skvd *d, struct skv_err *err)
 	const struct skvd_config *c = &d->cfg;
 	const bool cuda = d->backend == SKVD_BACKEND_CUDA;
 	uint32_t n = cuda ? d->n_dev : c->replicas;
-	size_t bb = block_bytes(d);
+	size_t bb = skv_image_kv_block_bytes(d->image, kv_dtype(d->backend), c->block_size);
 	int r;
 
 	d->replicas = calloc(n, sizeof(*d->replicas));
@@ -87,10 +99,11 @@ int skvd_replicas_create(struct skvd *d, struct skv_err *err)
 		uint64_t k = (uint64_t)((double)free_b * c->kv_fraction);
 		kv = g == 0 ? k : SKV_MIN(kv, k);
 	}
-	uint64_t blocks = kv / bb;
-	if (blocks < 1 || blocks > INT32_MAX)
-		return skv_err_set(err, -EINVAL, "kv_cache_bytes = %llu holds %llu blocks of %zu bytes; need at least 1",
-				   (unsigned long long)kv, (unsigned long long)blocks, bb);
+	uint64_t blocks;
+	if ((r = skvd_kv_blocks(d->image, d->backend, kv, c->block_size, c->kv_bytes != 0, &blocks, err)) < 0) {
+		d->exit_status = SKV_EXIT_CONFIG;
+		return r;
+	}
 	d->num_blocks = (uint32_t)blocks;
 	d->kv_bytes = blocks * bb;
 	/* a sequence can never use more blocks than the arena has */
@@ -258,6 +271,9 @@ static int spawn_worker(struct skvd *d, struct skvd_replica *rp)
 	rp->pid = pid;
 	rp->state = SKVD_WORKER_STARTING;
 	rp->started_ns = skv_now_ns();
+	rp->progress = 0;
+	rp->progress_ns = rp->started_ns;
+	rp->served = false;
 	rp->pid_watch = skvd_watch_add(d, rp->pidfd, POLLIN, on_worker_exit, rp);
 	if (!rp->evt_watch)
 		rp->evt_watch = skvd_watch_add(d, rp->evt_efd, POLLIN, on_worker_events, rp);
@@ -284,6 +300,29 @@ void skvd_replica_restart(struct skvd_replica *rp)
 	kill_worker(rp, "restart requested");
 }
 
+/* A worker that ended before READY (or could not be spawned). Restarting one that never
+ * starts only hides the reason: after SKVD_START_FAILURES in a row skvd logs the last one's
+ * own error, ends what is queued and exits non-zero (SKV_EXIT_CONFIG when the worker said its
+ * configuration was refused), so systemd shows the failure. */
+static void start_failed(struct skvd *d, struct skvd_replica *rp, bool config, const char *why)
+{
+	if (++rp->start_failures < SKVD_START_FAILURES)
+		return;
+	char msg[384];
+	snprintf(msg, sizeof(msg), "worker %u failed %u times in a row before it was ready; the last %s", rp->index,
+		 rp->start_failures, why);
+	skvd_log(SKVD_ERR, "%s; giving up", msg);
+	skvd_notify(d, "STATUS=failed: %s", msg);
+	for (uint32_t i = 0; i < d->n_replicas; i++)
+		for (struct skvd_req *q = d->replicas[i].reqs_head, *next; q; q = next) {
+			next = q->next_in_replica;
+			skvd_request_abort(d, q, SKV_WIRE_FINISH_ERROR, SKV_WIRE_ERR_WORKER_LOST,
+					   "skvd cannot start its workers and is stopping (see its log)");
+		}
+	d->exit_status = config ? SKV_EXIT_CONFIG : 1;
+	d->quit = true;
+}
+
 static void on_worker_exit(struct skvd *d, struct skvd_watch *w, uint32_t revents)
 {
 	struct skvd_replica *rp = w->data;
@@ -294,13 +333,14 @@ static void on_worker_exit(struct skvd *d, struct skvd_watch *w, uint32_t revent
 		return;
 	uint64_t now = skv_now_ns();
 	uint64_t lived_ms = (now - rp->started_ns) / 1000000;
+	char why[256];
 	if (si.si_code == CLD_EXITED)
-		skvd_log(d->quit ? SKVD_INFO : SKVD_WARNING, "worker %u | pid %d exited with status %d after %llu ms%s%.*s",
-			 rp->index, (int)rp->pid, si.si_status, (unsigned long long)lived_ms,
-			 rp->st->error[0] ? ": " : "", (int)sizeof(rp->st->error), rp->st->error);
+		snprintf(why, sizeof(why), "exited with status %d after %llu ms%s%.*s", si.si_status,
+			 (unsigned long long)lived_ms, rp->st->error[0] ? ": " : "", (int)sizeof(rp->st->error),
+			 rp->st->error);
 	else
-		skvd_log(d->quit ? SKVD_INFO : SKVD_WARNING, "worker %u | pid %d killed by signal %d after %llu ms",
-			 rp->index, (int)rp->pid, si.si_status, (unsigned long long)lived_ms);
+		snprintf(why, sizeof(why), "killed by signal %d after %llu ms", si.si_status, (unsigned long long)lived_ms);
+	skvd_log(d->quit ? SKVD_INFO : SKVD_WARNING, "worker %u | pid %d %s", rp->index, (int)rp->pid, why);
 	skvd_watch_del(d, rp->pid_watch);
 	rp->pid_watch = NULL;
 	close(rp->pidfd);
@@ -317,9 +357,14 @@ static void on_worker_exit(struct skvd *d, struct skvd_watch *w, uint32_t revent
 	rp->restart_at_ns = rp->restart_requested ? now : now + rp->backoff_ms * 1000000ull;
 	if (!rp->restart_requested && lived_ms <= 10000)
 		rp->backoff_ms = SKV_MIN(rp->backoff_ms * 2, (uint64_t)d->cfg.restart_backoff_max_ms);
+	/* a death skvd or an admin asked for is nobody's failure */
+	bool asked = rp->restart_requested || d->quit || d->draining;
+	bool counts = !rp->served && !asked;
 	rp->restart_requested = false;
 
-	skvd_requests_worker_lost(d, rp);
+	skvd_requests_worker_lost(d, rp, !asked);
+	if (counts)
+		start_failed(d, rp, si.si_code == CLD_EXITED && si.si_status == SKV_EXIT_CONFIG, why);
 }
 
 /* Events from a worker: tokens and finishes, and its READY. */
@@ -340,6 +385,8 @@ static void on_worker_events(struct skvd *d, struct skvd_watch *w, uint32_t reve
 	}
 	if (rp->state == SKVD_WORKER_STARTING && state == SKV_WORKER_READY) {
 		rp->state = SKVD_WORKER_READY;
+		rp->served = true;
+		rp->start_failures = 0;
 		skvd_log(SKVD_INFO, "worker %u | ready in %llu ms", rp->index,
 			 (unsigned long long)((skv_now_ns() - rp->started_ns) / 1000000));
 		skvd_on_replica_ready(d, rp);
@@ -430,21 +477,36 @@ void skvd_replicas_tick(struct skvd *d)
 	for (uint32_t i = 0; i < d->n_replicas; i++) {
 		struct skvd_replica *rp = &d->replicas[i];
 		if (rp->state == SKVD_WORKER_DOWN && !d->draining && now >= rp->restart_at_ns) {
-			if (spawn_worker(d, rp) < 0) {
+			int r = spawn_worker(d, rp);
+			if (r < 0) {
+				char why[SKVD_PATH_MAX + 64];
+				snprintf(why, sizeof(why), "could not be spawned (%s: %s)", worker_path(), strerror(-r));
 				rp->restart_at_ns = now + rp->backoff_ms * 1000000ull;
 				rp->backoff_ms = SKV_MIN(rp->backoff_ms * 2, (uint64_t)d->cfg.restart_backoff_max_ms);
+				start_failed(d, rp, false, why);
 			}
 			continue;
 		}
 		if (rp->state == SKVD_WORKER_STARTING || rp->state == SKVD_WORKER_READY) {
+			/* two facts (docs/architecture.md): the process runs (its heartbeat thread),
+			 * and its engine thread moves (the progress counter) */
 			uint64_t hb = atomic_load_explicit(&rp->st->heartbeat_ns, memory_order_relaxed);
+			uint64_t prog = atomic_load_explicit(&rp->st->progress, memory_order_relaxed);
+			if (prog != rp->progress) {
+				rp->progress = prog;
+				rp->progress_ns = now;
+			}
 			if (atomic_load_explicit(&rp->st->generation, memory_order_relaxed) != rp->generation ||
 			    hb < rp->started_ns)
 				hb = rp->started_ns;
+			char why[64];
 			if (now > hb && now - hb > (uint64_t)d->cfg.heartbeat_timeout_ms * 1000000ull) {
-				char why[64];
 				snprintf(why, sizeof(why), "no heartbeat for %llu ms",
 					 (unsigned long long)((now - hb) / 1000000));
+				kill_worker(rp, why);
+			} else if (now - rp->progress_ns > (uint64_t)d->cfg.stall_timeout_ms * 1000000ull) {
+				snprintf(why, sizeof(why), "no progress for %llu ms",
+					 (unsigned long long)((now - rp->progress_ns) / 1000000));
 				kill_worker(rp, why);
 			}
 		}

@@ -405,3 +405,29 @@ int skv_image_check_meta(const void *meta, size_t meta_size, size_t data_size, c
 	*ret = h;
 	return 0;
 }
+
+size_t skv_image_kv_block_bytes(const struct skv_image_header *h, enum skv_dtype kv_dtype, uint32_t block_size)
+{
+	size_t n = (size_t)h->cache_layers * 2;
+	if (!skv_mul_size(n, block_size, &n) || !skv_mul_size(n, (size_t)h->config.n_kv_heads * h->config.head_dim, &n) ||
+	    !skv_mul_size(n, skv_dtype_size(kv_dtype), &n))
+		return 0;
+	return n;
+}
+
+int skv_image_kv_check(const struct skv_image_header *h, enum skv_dtype kv_dtype, uint64_t num_blocks,
+		       uint32_t block_size, struct skv_err *err)
+{
+	size_t bb = skv_image_kv_block_bytes(h, kv_dtype, block_size), total;
+	if (!block_size || !bb)
+		return skv_err_set(err, -EINVAL, "a KV block of %u positions has no valid size", block_size);
+	if (num_blocks < 1)
+		return skv_err_set(err, -EINVAL, "the KV arena holds no block of %zu bytes; it needs at least one", bb);
+	if (num_blocks > SKV_KV_MAX_SLOTS / block_size || !skv_mul_size(num_blocks, bb, &total))
+		return skv_err_set(err, -E2BIG,
+				   "the KV arena holds %llu blocks of %u positions (%zu bytes each): over the "
+				   "engine's limit of %d positions, %llu blocks",
+				   (unsigned long long)num_blocks, block_size, bb, SKV_KV_MAX_SLOTS,
+				   (unsigned long long)(SKV_KV_MAX_SLOTS / block_size));
+	return 0;
+}

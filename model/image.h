@@ -116,6 +116,22 @@ int skv_image_check(const void *image, size_t size, const struct skv_image_heade
 int skv_image_check_meta(const void *meta, size_t meta_size, size_t data_size, const struct skv_image_header **ret,
 			 struct skv_err *err);
 
+/* The KV cache of an image's forward: K and V of every cache layer, block_size positions a block,
+ * in kv_dtype (fp32 on the CPU backend, bf16 on CUDA). Bytes of one block; 0 when that
+ * overflows. */
+size_t skv_image_kv_block_bytes(const struct skv_image_header *h, enum skv_dtype kv_dtype, uint32_t block_size);
+
+/* Positions (block * block_size + offset) are int32 in the engine's slot tables. */
+#define SKV_KV_MAX_SLOTS INT32_MAX
+
+/* Whether a KV arena of num_blocks blocks of block_size positions is one the engine can
+ * address: at least one block, at most SKV_KV_MAX_SLOTS positions, its bytes within size_t.
+ * The one check of what a configuration allows: skvd applies it when it sizes the arena from
+ * [engine] kv_cache_bytes (and skvd --check-config), the engine when it is given one. -E2BIG or
+ * -EINVAL with a message naming the numbers and the limit. */
+int skv_image_kv_check(const struct skv_image_header *h, enum skv_dtype kv_dtype, uint64_t num_blocks,
+		       uint32_t block_size, struct skv_err *err);
+
 /* Finds an entry; NULL when absent. */
 const struct skv_image_entry *skv_image_find(const struct skv_image_header *h, enum skv_wkind kind,
 					     uint32_t layer);

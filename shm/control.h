@@ -16,7 +16,12 @@
 #include "ring.h"
 
 #define SKV_CTL_MAGIC 0x52564b53u /* "SKVR" */
-#define SKV_CTL_VERSION 2u
+#define SKV_CTL_VERSION 3u
+
+/* A worker's exit status when the configuration it was given is refused before it served
+ * (EX_CONFIG): no restart can help. skvd exits with it too when the configuration cannot work,
+ * and skvd.service's RestartPreventExitStatus= names it. */
+#define SKV_EXIT_CONFIG 78
 
 enum skv_worker_state {
 	SKV_WORKER_STARTING = 0, /* mapping, building its engine */
@@ -24,7 +29,11 @@ enum skv_worker_state {
 	SKV_WORKER_FAILED = 2,	 /* hit an error it cannot recover from; exits */
 };
 
-/* Written by the worker only (skvd reads; every value is advisory except heartbeat_ns). */
+/* Written by the worker only (skvd reads; every value is advisory except heartbeat_ns and
+ * progress). Liveness is two facts: heartbeat_ns is beaten by a thread of its own, so it proves
+ * the process runs (a stopped or dead worker stops it) whatever one step costs; progress is
+ * bumped by the thread that runs the engine, after each layer of a step and each turn of its
+ * loop, so it proves that thread moves (one wedged in a loop or a driver call stops it). */
 struct skv_worker_status {
 	_Atomic uint32_t state;	     /* enum skv_worker_state */
 	_Atomic uint32_t generation; /* echo of the header's generation once attached */
@@ -39,7 +48,8 @@ struct skv_worker_status {
 	_Atomic uint32_t kv_total_blocks;
 	_Atomic uint64_t busy_ns; /* time spent in steps */
 	char error[128];	  /* why, when FAILED */
-	uint8_t pad[56];
+	_Atomic uint64_t progress; /* bumped per layer and per loop turn while alive */
+	uint8_t pad[48];
 };
 _Static_assert(sizeof(struct skv_worker_status) == 256, "worker status is pinned");
 

@@ -163,7 +163,7 @@ int e2e_teardown(void **state)
 	return 0;
 }
 
-void e2e_start(struct e2e *e, const char *model, const char *const *ov)
+void e2e_spawn(struct e2e *e, const char *model, const char *const *ov)
 {
 	char *d = tu_tmpdir();
 	memset(e, 0, sizeof(*e));
@@ -219,6 +219,11 @@ void e2e_start(struct e2e *e, const char *model, const char *const *ov)
 		close(act[0]);
 		close(act[1]);
 	}
+}
+
+void e2e_start(struct e2e *e, const char *model, const char *const *ov)
+{
+	e2e_spawn(e, model, ov);
 	if (!e2e_notified(e, "READY=1", 60000)) {
 		e2e_dump_log(e);
 		fail_msg("skvd did not become ready");
@@ -247,6 +252,21 @@ int e2e_stop(struct e2e *e, int timeout_ms)
 		}
 		e->pid = -1;
 	}
+	read_notes(e);
+	close(e->notify_fd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int e2e_wait_exit(struct e2e *e, int timeout_ms)
+{
+	int st = 0;
+	long end = now_ms() + timeout_ms;
+	while (waitpid(e->pid, &st, WNOHANG) != e->pid) {
+		if (now_ms() > end)
+			return -1;
+		usleep(10000);
+	}
+	e->pid = -1;
 	read_notes(e);
 	close(e->notify_fd);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

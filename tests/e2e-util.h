@@ -35,6 +35,11 @@ int e2e_teardown(void **state);
  * private sockets, no groups) changed by `overrides`: "section.key=value" entries, NULL-ended.
  * Waits for READY=1 (fails the test, printing the log, if skvd exits or takes over 60 s). */
 void e2e_start(struct e2e *e, const char *model, const char *const *overrides);
+/* e2e_start without the wait: skvd is started, ready or not. */
+void e2e_spawn(struct e2e *e, const char *model, const char *const *overrides);
+/* Waits up to timeout_ms for skvd to exit on its own; its exit status (128 + signal when
+ * killed), or -1 when it still runs. */
+int e2e_wait_exit(struct e2e *e, int timeout_ms);
 /* Writes the ini for overrides (without starting anything). */
 void e2e_write_ini(struct e2e *e, const char *const *overrides);
 /* SIGTERM and wait up to timeout_ms; returns the exit status (-1 on timeout: then SIGKILL). */

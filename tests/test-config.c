@@ -115,7 +115,7 @@ static void test_shipped_is_defaults(void **state)
 			fail_msg("skvd.ini(5) does not document %s (as \".B %s\")", key, key);
 		n++;
 	}
-	assert_int_equal(n, 35);
+	assert_int_equal(n, 37);
 	free(keys);
 	free(shipped);
 	free(man);
@@ -195,7 +195,9 @@ static const char every_key[] =
 	"heartbeat_timeout_ms = 5000\n"
 	"restart_backoff_ms = 250\n"
 	"restart_backoff_max_ms = 60000\n"
-	"drain_timeout_ms = 45000\n";
+	"drain_timeout_ms = 45000\n"
+	"stall_timeout_ms = 120000\n"
+	"max_request_retries = 0\n";
 
 static void check_every_key(const struct skvd_config *c)
 {
@@ -234,6 +236,8 @@ static void check_every_key(const struct skvd_config *c)
 	assert_int_equal(c->max_stop, 3);
 	assert_int_equal(c->max_stop_bytes, 64);
 	assert_int_equal(c->heartbeat_timeout_ms, 5000);
+	assert_int_equal(c->stall_timeout_ms, 120000);
+	assert_int_equal(c->max_request_retries, 0);
 	assert_int_equal(c->restart_backoff_ms, 250);
 	assert_int_equal(c->restart_backoff_max_ms, 60000);
 	assert_int_equal(c->drain_timeout_ms, 45000);
@@ -385,6 +389,8 @@ static void test_bad_files(void **state)
 		{"[engine]\nblock_size = 24\n", 2, "[engine] block_size", "not a power of two"},
 		{"[engine]\nblock_size = 512\n", 2, "[engine] block_size", "out of range (4 to 256)"},
 		{"[supervisor]\nheartbeat_timeout_ms = 100\n", 2, "[supervisor] heartbeat_timeout_ms", "(500 to 600000)"},
+		{"[supervisor]\nstall_timeout_ms = 999\n", 2, "[supervisor] stall_timeout_ms", "999 is out of range (1000 to 86400000)"},
+		{"[supervisor]\nmax_request_retries = 11\n", 2, "[supervisor] max_request_retries", "11 is out of range (0 to 10)"},
 		{"[limits]\nmax_request_bytes = 1K\n", 2, "[limits] max_request_bytes", "1K is out of range (4K to 256M)"},
 		{"[server]\nqueue_prompt_tokens = 4294967297\n", 2, "[server] queue_prompt_tokens", "out of range"},
 		/* malformed numbers */

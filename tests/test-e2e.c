@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -392,6 +394,319 @@ static void test_worker_hung(void **state)
 	skv_client_free(c);
 	assert_int_equal(e2e_stop(&e, 10000), 0);
 	tu_rmdir(e.dir);
+}
+
+/* A model whose prefill of LONG_PROMPT tokens in one step takes seconds on one thread (about
+ * 4 s on the 2-core development machine, over 1 s on any CPU): 8 layers of hidden 512, served
+ * by one replica that prefills the whole prompt in one step. */
+#define LONG_PROMPT 2000
+struct slow {
+	struct e2e e;
+	char *model;
+	struct skv_client *c;
+	int32_t *prompt; /* [LONG_PROMPT] */
+	struct skv_request req;
+};
+
+static void slow_start(struct slow *s, const char *extra)
+{
+	const char *ov[] = {"engine.replicas=1", "engine.max_batch_tokens=2048", "engine.kv_cache_bytes=64M", extra, NULL};
+	s->model = tu_mkmodel("--preset small --hidden 512 --intermediate 2048 --heads 8 --kv-heads 2 --head-dim 64 "
+			      "--seed 5");
+	e2e_start(&s->e, s->model, ov);
+	s->c = e2e_client(&s->e);
+	s->prompt = malloc(LONG_PROMPT * sizeof(*s->prompt));
+	make_ids(s->prompt, LONG_PROMPT, 11);
+	ids_request(&s->req, s->prompt, LONG_PROMPT, 4);
+}
+
+static void slow_stop(struct slow *s)
+{
+	free(s->prompt);
+	skv_client_free(s->c);
+	assert_int_equal(e2e_stop(&s->e, 10000), 0);
+	tu_rmdir(s->e.dir);
+	tu_rmdir(s->model);
+	free(s->model);
+}
+
+static int64_t status_int(struct e2e *e, const char *key)
+{
+	json_object *st = e2e_status(e), *v;
+	assert_true(json_object_object_get_ex(st, key, &v));
+	int64_t x = json_object_get_int64(v);
+	json_object_put(st);
+	return x;
+}
+
+/* A step longer than the heartbeat timeout: the worker's heartbeat thread keeps it alive, its
+ * progress counter moves per layer, and the request completes on the first worker. */
+static void test_long_step(void **state)
+{
+	(void)state;
+	struct slow s;
+	if (getenv("SKV_E2E_BACKEND")) /* a GPU prefills it in milliseconds */
+		skip();
+#if defined(__SANITIZE_ADDRESS__)
+	skip(); /* the unoptimised sanitizer build takes minutes over this prefill; the others run it */
+#endif
+	slow_start(&s, "supervisor.heartbeat_timeout_ms=500");
+	struct e2e_result *res = malloc(sizeof(*res));
+	pid_t pid, after;
+	int restarts;
+	assert_int_equal(e2e_workers(&s.e, &pid, &restarts, NULL, 1), 1);
+	long t0 = now_ms();
+	assert_int_equal(e2e_run(s.c, &s.req, res), 0);
+	long took = now_ms() - t0;
+	if (res->final.finish != SKV_FINISH_REASON_LENGTH)
+		e2e_dump_log(&s.e);
+	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
+	assert_int_equal(res->n_ids, 4);
+	/* the premise: the one prefill step outlasted the heartbeat timeout */
+	if (took <= 500) {
+		e2e_dump_log(&s.e);
+		fail_msg("the prefill took %ld ms, not longer than the 500 ms heartbeat timeout: use a bigger model", took);
+	}
+	assert_int_equal(e2e_workers(&s.e, &after, &restarts, NULL, 1), 1);
+	assert_int_equal(after, pid);
+	assert_int_equal(restarts, 0);
+	assert_int_not_equal(tu_sh("grep -q 'killing it' '%s'", s.e.log), 0);
+	free(res);
+	slow_stop(&s);
+}
+
+/* A request whose worker dies every time it runs it (SIGKILLed here each time the request is in
+ * its hands, long before its first token) is re-run max_request_retries times, then ends with
+ * worker_lost saying how many workers died; the replica serves again afterwards. */
+static void test_retry_cap(void **state)
+{
+	(void)state;
+	struct slow s;
+	if (getenv("SKV_E2E_BACKEND")) /* a GPU prefills it in milliseconds */
+		skip();
+	slow_start(&s, "supervisor.max_request_retries=1");
+	uint64_t id;
+	assert_int_equal(skv_client_submit(s.c, &s.req, &id), 0);
+	pid_t killed = 0;
+	long deadline = now_ms() + 60000 * tu_time_scale();
+	for (int kills = 0; kills < 2;) {
+		if (now_ms() > deadline) {
+			e2e_dump_log(&s.e);
+			fail_msg("the request was never in a new worker's hands");
+		}
+		pid_t pid;
+		char st[1][16];
+		assert_int_equal(e2e_workers(&s.e, &pid, NULL, st, 1), 1);
+		if (pid > 0 && pid != killed && !strcmp(st[0], "ready") && status_int(&s.e, "requests_running") == 1) {
+			assert_int_equal(kill(pid, SIGKILL), 0);
+			killed = pid;
+			kills++;
+		}
+		usleep(10000);
+	}
+	struct skv_event ev;
+	do
+		assert_int_equal(skv_client_next(s.c, &ev, 20000 * (int)tu_time_scale()), 0);
+	while (ev.type != SKV_EVENT_FINAL);
+	assert_int_equal(ev.id, id);
+	assert_int_equal(ev.finish, SKV_FINISH_REASON_ERROR);
+	assert_int_equal(ev.error, SKV_ERROR_CODE_WORKER_LOST);
+	assert_non_null(strstr(ev.message, "died 2 times while running this request"));
+	assert_non_null(strstr(ev.message, "max_request_retries"));
+	assert_int_equal(ev.completion_tokens, 0);
+	/* the replica comes back and serves */
+	assert_true(e2e_wait_ready(&s.e, 10000 * (int)tu_time_scale()));
+	struct e2e_result *res = malloc(sizeof(*res));
+	ids_request(&s.req, s.prompt, 20, 3);
+	assert_int_equal(e2e_run(s.c, &s.req, res), 0);
+	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
+	int restarts;
+	assert_int_equal(e2e_workers(&s.e, NULL, &restarts, NULL, 1), 1);
+	assert_int_equal(restarts, 2);
+	free(res);
+	slow_stop(&s);
+}
+
+/* A worker whose engine thread is wedged while the process runs (here: that one thread stopped
+ * with ptrace, so its heartbeat thread keeps beating) is killed after stall_timeout_ms for making
+ * no progress, and replaced; the replacement serves. */
+static void test_worker_wedged(void **state)
+{
+	(void)state;
+	struct e2e e;
+	const char *ov[] = {"supervisor.stall_timeout_ms=1000", "engine.replicas=1", NULL};
+	e2e_start(&e, model, ov);
+	pid_t pid;
+	assert_int_equal(e2e_workers(&e, &pid, NULL, NULL, 1), 1);
+	/* the main thread only (its tid is the pid): PTRACE_INTERRUPT stops no other thread */
+	if (ptrace(PTRACE_SEIZE, pid, NULL, NULL) < 0) {
+		int err = errno;
+		assert_int_equal(e2e_stop(&e, 10000), 0);
+		tu_rmdir(e.dir);
+		if (err == EPERM)
+			skip(); /* ptrace is not allowed here (Yama, a container) */
+		fail_msg("PTRACE_SEIZE: %s", strerror(err));
+	}
+	assert_int_equal(ptrace(PTRACE_INTERRUPT, pid, NULL, NULL), 0);
+	int st;
+	assert_int_equal(waitpid(pid, &st, __WALL), pid);
+	assert_true(WIFSTOPPED(st));
+	long t0 = now_ms();
+	/* skvd kills it; a traced process's death reaches its parent only once the tracer has
+	 * reaped it */
+	for (;;) {
+		pid_t r = waitpid(pid, &st, __WALL | WNOHANG);
+		if (r == pid && (WIFEXITED(st) || WIFSIGNALED(st)))
+			break;
+		if (r == pid && WIFSTOPPED(st)) /* some other stop: stay stopped (no restart) */
+			continue;
+		if (now_ms() - t0 > 20000 * tu_time_scale()) {
+			e2e_dump_log(&e);
+			fail_msg("the wedged worker was not killed");
+		}
+		usleep(10000);
+	}
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	assert_true(now_ms() - t0 >= 900);
+	assert_true(e2e_wait_ready(&e, 10000 * (int)tu_time_scale()));
+	assert_int_equal(tu_sh("grep -q 'no progress for' '%s'", e.log), 0);
+	assert_int_not_equal(tu_sh("grep -q 'no heartbeat' '%s'", e.log), 0); /* its process ran */
+	struct skv_client *c = e2e_client(&e);
+	struct e2e_result *res = malloc(sizeof(*res));
+	struct skv_request req;
+	int32_t prompt[10];
+	make_ids(prompt, 10, 4);
+	ids_request(&req, prompt, 10, 3);
+	assert_int_equal(e2e_run(c, &req, res), 0);
+	assert_int_equal(res->final.finish, SKV_FINISH_REASON_LENGTH);
+	free(res);
+	skv_client_free(c);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
+}
+
+/* skvd --check-config FILE with [model] path = dir (and extra ini lines): its exit status, with
+ * what it printed in out. */
+static int check_config(const char *tmp, const char *dir, const char *extra, char *out, size_t cap)
+{
+	char ini[256], log[256];
+	snprintf(ini, sizeof(ini), "%s/check.ini", tmp);
+	snprintf(log, sizeof(log), "%s/check.log", tmp);
+	tu_writef(ini, "[model]\npath = %s\n[engine]\nbackend = cpu\n%s", dir, extra);
+	int st = tu_sh("'%s' --check-config '%s' >'%s' 2>&1", tu_tool("SKVD"), ini, log);
+	char *text = tu_slurp(log, NULL);
+	snprintf(out, cap, "%s", text);
+	free(text);
+	return st;
+}
+
+static void expect_check_fails(const char *tmp, const char *dir, const char *extra, const char *needle)
+{
+	char out[2048];
+	int st = check_config(tmp, dir, extra, out, sizeof(out));
+	if (st != 78 || !strstr(out, needle))
+		fail_msg("skvd --check-config exited %d, want 78 with \"%s\"; it said: %s", st, needle, out);
+}
+
+/* skvd --check-config checks [model] path without loading a weight: config.json parses and
+ * validates, every file the index names is there, every header's tensors tile its file, the
+ * tensors match the config, and a configured KV arena is one the engine addresses. Each
+ * failure exits 78 (EX_CONFIG) naming the file, the tensor or the key. */
+static void test_check_config_model(void **state)
+{
+	(void)state;
+	char out[2048];
+	char *tmp = tu_tmpdir();
+	char *m = tu_mkmodel("--preset small --layers 2 --seed 7 --max-shard-size 1048576");
+	char dir[256];
+	snprintf(dir, sizeof(dir), "%s/m", tmp);
+
+	/* the model as made passes, and a KV arena of 1G too */
+	assert_int_equal(check_config(tmp, m, "kv_cache_bytes = 1G\n", out, sizeof(out)), 0);
+	assert_non_null(strstr(out, ": ok"));
+	/* no such directory */
+	expect_check_fails(tmp, "/nonexistent/model", "", "/nonexistent/model/config.json: cannot open");
+	/* 16T of KV: blocks x block_size over the engine's int32 slots, caught before any worker */
+	expect_check_fails(tmp, m, "kv_cache_bytes = 16T\n", "kv_cache_bytes = 17592186044416: the KV arena holds");
+	expect_check_fails(tmp, m, "kv_cache_bytes = 16T\n", "over the engine's limit of 2147483647 positions");
+
+	/* each damage on a fresh copy */
+	struct {
+		const char *damage, *needle;
+	} cases[] = {
+		{"printf '{\"hidden_size\": ' > m/config.json", "config.json"},
+		{"sed -i 's/\"hidden_size\": 256/\"hidden_size\": 0/' m/config.json", "hidden_size"},
+		{"rm m/model-00003-of-00006.safetensors", "model-00003-of-00006.safetensors: cannot open"},
+		{"truncate -s -64 m/model-00002-of-00006.safetensors", "the file is truncated or corrupt"},
+		{"truncate -s +8 m/model-00004-of-00006.safetensors", "bytes of data after the last tensor"},
+		{"sed -i 's/\"intermediate_size\": 768/\"intermediate_size\": 512/' m/config.json",
+		 "has shape [768, 256], expected [512, 256]"},
+		{"sed -i 's/model-00005-of-00006/model-00009-of-00006/' m/model.safetensors.index.json",
+		 "model-00009-of-00006.safetensors: cannot open"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(tu_sh("cd '%s' && rm -rf m && cp -r '%s' m && %s", tmp, m, cases[i].damage), 0);
+		expect_check_fails(tmp, dir, "", cases[i].needle);
+	}
+	tu_rmdir(m);
+	free(m);
+	tu_rmdir(tmp);
+	free(tmp);
+}
+
+/* kv_cache_bytes = 16T passed skvd's own check but not the engine's, and skvd restarted the
+ * worker forever: now the one check refuses it at start, and skvd exits 78 naming the key. */
+static void test_kv_limit_exits(void **state)
+{
+	(void)state;
+	struct e2e e;
+	const char *ov[] = {"engine.kv_cache_bytes=16T", "engine.replicas=1", NULL};
+	e2e_spawn(&e, model, ov);
+	int st = e2e_wait_exit(&e, 30000 * (int)tu_time_scale());
+	if (st != 78) {
+		e2e_dump_log(&e);
+		fail_msg("skvd exited %d, want 78", st);
+	}
+	assert_int_equal(tu_sh("grep -q 'kv_cache_bytes = 17592186044416: the KV arena holds .* over the engine' '%s'",
+			       e.log),
+			 0);
+	assert_int_not_equal(tu_sh("grep -q 'worker 0 | started' '%s'", e.log), 0);
+	tu_rmdir(e.dir);
+}
+
+/* A worker that cannot start (here: its address space is too small to map its 8G KV arena,
+ * which skvd only creates) fails before READY 5 times in a row: skvd logs the worker's own
+ * error, ends and exits 1, instead of restarting it forever. */
+static void test_start_failures_exit(void **state)
+{
+	(void)state;
+#if defined(__SANITIZE_ADDRESS__)
+	skip(); /* ASan reserves terabytes of address space: no limit on it can be set */
+#else
+	if (getenv("SKV_E2E_BACKEND"))
+		skip();
+	struct e2e e;
+	const char *ov[] = {"engine.kv_cache_bytes=8G", "engine.replicas=1", "engine.max_context=1024", NULL};
+	struct rlimit old, lim;
+	assert_int_equal(getrlimit(RLIMIT_AS, &old), 0);
+	lim = old;
+	lim.rlim_cur = 2ull << 30;
+	assert_int_equal(setrlimit(RLIMIT_AS, &lim), 0); /* inherited by skvd and its workers */
+	e2e_spawn(&e, model, ov);
+	assert_int_equal(setrlimit(RLIMIT_AS, &old), 0);
+	int st = e2e_wait_exit(&e, 60000 * (int)tu_time_scale());
+	if (st != 1) {
+		e2e_dump_log(&e);
+		fail_msg("skvd exited %d, want 1", st);
+	}
+	/* five tries, then the worker's own message in skvd's last words */
+	assert_int_equal(tu_sh("test $(grep -c 'worker 0 | started' '%s') -eq 5", e.log), 0);
+	assert_int_equal(tu_sh("grep 'failed 5 times in a row before it was ready' '%s' | grep -q 'cannot map .* region fd'",
+			       e.log),
+			 0);
+	assert_true(e2e_notified(&e, "STATUS=failed: worker 0 failed 5 times", 0));
+	tu_rmdir(e.dir);
+#endif
 }
 
 /* SIGKILL skvd: its workers exit within 5 s (no memfd outlives them) and clients get EOF. */
@@ -1532,6 +1847,12 @@ int main(void)
 		cmocka_unit_test_teardown(test_sched_reserve, e2e_teardown),
 		cmocka_unit_test_teardown(test_worker_killed, e2e_teardown),
 		cmocka_unit_test_teardown(test_worker_hung, e2e_teardown),
+		cmocka_unit_test_teardown(test_long_step, e2e_teardown),
+		cmocka_unit_test_teardown(test_retry_cap, e2e_teardown),
+		cmocka_unit_test_teardown(test_worker_wedged, e2e_teardown),
+		cmocka_unit_test(test_check_config_model),
+		cmocka_unit_test_teardown(test_kv_limit_exits, e2e_teardown),
+		cmocka_unit_test_teardown(test_start_failures_exit, e2e_teardown),
 		cmocka_unit_test_teardown(test_skvd_killed, e2e_teardown),
 		cmocka_unit_test_teardown(test_group_refused, e2e_teardown),
 		cmocka_unit_test_teardown(test_sessions_per_peer, e2e_teardown),

@@ -1,5 +1,6 @@
 /* test-model.c: config.json, safetensors and checkpoint loading, and the weights image.
  * Every corrupt input must be rejected with a message that names the file, the tensor or the key. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,6 +314,31 @@ static void test_image_dtypes(void **state)
 	}
 }
 
+/* The one KV limit skvd and the engine share: blocks x block_size positions fit the engine's
+ * int32 slots, at least one block, bytes that fit size_t. */
+static void test_kv_check(void **state)
+{
+	(void)state;
+	struct skv_image_header h = {.cache_layers = 4};
+	struct skv_err err = {0};
+	h.config.n_kv_heads = 2;
+	h.config.head_dim = 16;
+	/* K and V of 4 cache layers, 16 positions, 2 heads of 16: 4096 elements */
+	assert_int_equal(skv_image_kv_block_bytes(&h, SKV_DTYPE_F32, 16), 16384);
+	assert_int_equal(skv_image_kv_block_bytes(&h, SKV_DTYPE_BF16, 16), 8192);
+	assert_int_equal(skv_image_kv_check(&h, SKV_DTYPE_F32, 1, 16, &err), 0);
+	assert_int_equal(skv_image_kv_check(&h, SKV_DTYPE_F32, SKV_KV_MAX_SLOTS / 16, 16, &err), 0);
+	assert_int_equal(skv_image_kv_check(&h, SKV_DTYPE_F32, SKV_KV_MAX_SLOTS / 16 + 1, 16, &err), -E2BIG);
+	assert_non_null(strstr(err.msg, "134217728 blocks of 16 positions"));
+	assert_non_null(strstr(err.msg, "limit of 2147483647 positions, 134217727 blocks"));
+	/* 16T of fp32 KV for this shape: 2^30 blocks (the case that restarted workers forever) */
+	assert_int_equal(skv_image_kv_check(&h, SKV_DTYPE_F32, (16ull << 40) / 16384, 16, &err), -E2BIG);
+	assert_int_equal(skv_image_kv_check(&h, SKV_DTYPE_F32, 0, 16, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "at least one"));
+	assert_int_equal(skv_image_kv_check(&h, SKV_DTYPE_F32, 1, 0, &err), -EINVAL);
+	assert_int_equal(skv_image_kv_check(&h, SKV_DTYPE_F32, UINT64_MAX, 256, &err), -E2BIG);
+}
+
 static void test_dtype_roundtrip(void **state)
 {
 	(void)state;
@@ -339,7 +365,7 @@ int main(void)
 		cmocka_unit_test(test_st_valid),	  cmocka_unit_test(test_st_corrupt),
 		cmocka_unit_test(test_config),		  cmocka_unit_test(test_checkpoint_corrupt),
 		cmocka_unit_test(test_sharded),		  cmocka_unit_test(test_image_dtypes),
-		cmocka_unit_test(test_dtype_roundtrip),
+		cmocka_unit_test(test_dtype_roundtrip),  cmocka_unit_test(test_kv_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,6 +76,17 @@ grep -q "^ExecStart=-/usr/bin/nvidia-modprobe -u -c0$" "$src/systemd/skvd-nvidia
 grep -q "^DynamicUser" "$tmp/units/skvd.service" && fail "DynamicUser= implies RemoveIPC="
 echo "ok: shared names agree"
 
+# --- a configuration that cannot work ends restarts: skvd exits with SKV_EXIT_CONFIG
+# (shm/control.h), and the unit's RestartPreventExitStatus= names it
+config_status=$(sed -n 's/^#define SKV_EXIT_CONFIG \([0-9]*\).*/\1/p' "$src/shm/control.h")
+[ -n "$config_status" ] || fail "no SKV_EXIT_CONFIG in shm/control.h"
+grep -Eq "^RestartPreventExitStatus=(.* )?$config_status( |$)" "$tmp/units/skvd.service" ||
+  fail "RestartPreventExitStatus= does not name $config_status"
+printf '[engine]\nreplicas = 0\n' >"$tmp/bad.ini"
+st=0; "$skvd" --check-config "$tmp/bad.ini" >/dev/null 2>&1 || st=$?
+[ "$st" = "$config_status" ] || fail "skvd --check-config of a bad file exited $st, not $config_status"
+echo "ok: a configuration error exits $config_status, which stops systemd's restarts"
+
 # --- sysusers and tmpfiles on an empty root
 if [ "$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null && command -v systemd-tmpfiles >/dev/null; then
   root="$tmp/root"

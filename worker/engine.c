@@ -93,10 +93,8 @@ static struct meta_layout meta_layout(uint32_t T, uint32_t S, uint32_t maxb)
 size_t skv_engine_kv_bytes(const struct skv_image_header *h, enum skv_dtype kv_dtype, uint32_t num_blocks,
 			   uint32_t block_size)
 {
-	size_t n = 1;
-	if (!skv_mul_size(n, (size_t)h->cache_layers * 2, &n) || !skv_mul_size(n, num_blocks, &n) ||
-	    !skv_mul_size(n, block_size, &n) || !skv_mul_size(n, (size_t)h->config.n_kv_heads * h->config.head_dim, &n) ||
-	    !skv_mul_size(n, skv_dtype_size(kv_dtype), &n))
+	size_t n;
+	if (!skv_mul_size(skv_image_kv_block_bytes(h, kv_dtype, block_size), num_blocks, &n))
 		return 0;
 	return n;
 }
@@ -204,12 +202,9 @@ int skv_engine_new(const struct skv_engine_params *p, struct skv_engine **ret, s
 			goto fail;
 		}
 	}
-	size_t kv_bytes = skv_engine_kv_bytes(h, e->ops->kv_dtype, p->num_blocks, p->block_size);
-	if (!kv_bytes || (uint64_t)p->num_blocks * p->block_size > INT32_MAX) { /* slots are int32 */
-		r = skv_err_set(err, -E2BIG, "engine: %u blocks of %u tokens is more KV than the engine addresses",
-				p->num_blocks, p->block_size);
+	if ((r = skv_image_kv_check(h, e->ops->kv_dtype, p->num_blocks, p->block_size, err)) < 0)
 		goto fail;
-	}
+	size_t kv_bytes = skv_engine_kv_bytes(h, e->ops->kv_dtype, p->num_blocks, p->block_size);
 	size_t layer_bytes = kv_bytes / (2 * (size_t)e->cache_layers);
 	for (uint32_t l = 0; l < e->cache_layers; l++) {
 		e->cache[l].k = (char *)p->kv_arena + (2 * (size_t)l) * layer_bytes;
@@ -329,11 +324,15 @@ static void run_layer(struct skv_engine *e, void *res, uint32_t i, uint32_t n, b
 	}
 	o->attention(e->be, e->attn, e->qkv, qkv_cols, ab, e->cache[cl], nh, nkv, d);
 	o->gemm(e->be, res, e->attn, w->o, w->o_b, n, H, nh * d, true, false);
+	if (e->p.progress)
+		atomic_fetch_add_explicit(e->p.progress, 1, memory_order_relaxed);
 
 	o->rmsnorm(e->be, e->normed, res, w->mlp_norm, n, H, c->rms_eps);
 	o->gemm(e->be, e->gu, e->normed, w->gu, w->gu_b, n, 2 * I, H, false, false);
 	o->silu_mul(e->be, e->act, e->gu, n, I);
 	o->gemm(e->be, res, e->act, w->down, w->down_b, n, H, I, true, false);
+	if (e->p.progress)
+		atomic_fetch_add_explicit(e->p.progress, 1, memory_order_relaxed);
 }
 
 /* What the two halves of a step work on. */

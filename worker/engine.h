@@ -8,6 +8,8 @@
  */
 #pragma once
 
+#include <stdatomic.h>
+
 #include "image.h"
 #include "ops.h"
 #include "sample.h"
@@ -29,6 +31,9 @@ struct skv_engine_params {
 	bool no_graphs;			     /* never record or replay graphs (tests, benchmarks); by default a
 					      * backend with graphs replays decode-only steps and the survivor
 					      * half of other steps from graphs keyed by padded batch size */
+	_Atomic uint64_t *progress;	     /* when not NULL: bumped after each half of each layer the
+					      * host runs (not in a graph's replay), so a watcher sees a long
+					      * step move (skv-worker's liveness; not owned) */
 };
 
 /* One sequence's share of a step: n_tokens tokens starting at position start_pos (the tokens

@@ -10,7 +10,13 @@
  * that matters past its own death: skvd re-runs or fails its requests and starts another worker,
  * which maps the same resident weights. Errors it cannot recover from (a backend failure, a
  * corrupt segment) are logged, written to its status block, and end the process: a restart is
- * the recovery (style rule 9). It dies with skvd (PR_SET_PDEATHSIG).
+ * the recovery (style rule 9); one that says the configuration itself is refused exits
+ * SKV_EXIT_CONFIG (78) so skvd can tell it from a crash. It dies with skvd (PR_SET_PDEATHSIG).
+ *
+ * Liveness (docs/architecture.md): a thread of its own beats the heartbeat every 50 ms whatever
+ * the engine does, so a step may take longer than skvd's heartbeat timeout; the main thread
+ * bumps the status block's progress counter per layer and per loop turn, so a main thread
+ * wedged in a loop is still seen (skvd's [supervisor] stall_timeout_ms).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <threads.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,6 +63,9 @@ struct worker {
 	struct skv_sched *sched;
 	struct skv_engine *engine;
 	struct skv_backend *be;
+	thrd_t beat_thread; /* C11 threads: worker/sched.h hides the <sched.h> that <pthread.h> needs */
+	bool beating;
+	_Atomic bool beat_stop;
 };
 
 #define wlog(w, prio, fmt, ...) fprintf(stderr, "<%d>worker %u | " fmt "\n", prio, (w)->replica, ##__VA_ARGS__)
@@ -68,6 +78,49 @@ static void heartbeat(struct worker *w)
 			      memory_order_relaxed);
 }
 
+/* The main thread moved: a layer, a loop turn, a wait on skvd. */
+static void progress(struct worker *w)
+{
+	atomic_fetch_add_explicit(&w->st->progress, 1, memory_order_relaxed);
+}
+
+/* The heartbeat thread: proves the process runs, not what its main thread does (progress does
+ * that). It touches nothing but the heartbeat word. */
+static int beat_main(void *arg)
+{
+	struct worker *w = arg;
+	const struct timespec period = {0, 50 * 1000000L};
+	while (!atomic_load_explicit(&w->beat_stop, memory_order_relaxed)) {
+		heartbeat(w);
+		nanosleep(&period, NULL);
+	}
+	return 0;
+}
+
+/* Starts the heartbeat thread with every signal blocked in it (SIGTERM stays the main
+ * thread's). */
+static int beat_start(struct worker *w, struct skv_err *err)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int r = thrd_create(&w->beat_thread, beat_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != thrd_success)
+		return skv_err_set(err, -ENOMEM, "cannot start the heartbeat thread");
+	w->beating = true;
+	return 0;
+}
+
+static void beat_stop(struct worker *w)
+{
+	if (!w->beating)
+		return;
+	atomic_store_explicit(&w->beat_stop, true, memory_order_relaxed);
+	thrd_join(w->beat_thread, NULL);
+	w->beating = false;
+}
+
 static void publish_stats(struct worker *w)
 {
 	struct skv_sched_stats s;
@@ -78,7 +131,7 @@ static void publish_stats(struct worker *w)
 	atomic_store_explicit(&w->st->kv_total_blocks, s.num_blocks, memory_order_relaxed);
 	atomic_store_explicit(&w->st->preemptions, s.preemptions, memory_order_relaxed);
 	atomic_store_explicit(&w->st->steps, s.steps, memory_order_relaxed);
-	heartbeat(w);
+	progress(w);
 }
 
 static void doorbell(int efd)
@@ -95,7 +148,7 @@ static void push_event(struct worker *w, struct skv_ctl_evt *ev)
 	ev->ns = skv_now_ns();
 	while (skv_ring_push(&w->evt, ev) == -EAGAIN) {
 		doorbell(w->evt_efd);
-		heartbeat(w);
+		progress(w); /* waiting on skvd, not wedged */
 		usleep(200);
 	}
 	w->pushed++;
@@ -253,6 +306,9 @@ int main(int argc, char **argv)
 	heartbeat(&w);
 
 	int rc = 1;
+	bool ready = false;
+	if ((rc = beat_start(&w, &err)) < 0)
+		goto fail;
 	const struct skv_ctl_engine *ep = &w.hdr.engine;
 	void *weights = NULL, *kv = NULL;
 	/* a step makes up to two events per sequence (a first-scheduled note and a token) */
@@ -298,6 +354,7 @@ int main(int argc, char **argv)
 		.max_batch_tokens = ep->max_batch_tokens,
 		.max_seqs = ep->max_seqs,
 		.max_context = ep->max_context,
+		.progress = &w.st->progress,
 	};
 	if (skv_engine_kv_bytes(img, w.be->ops->kv_dtype, ep->num_blocks, ep->block_size) > ep->kv_bytes) {
 		rc = skv_err_set(&err, -EPROTO, "the KV arena region (%llu bytes) is too small for %u blocks",
@@ -320,6 +377,7 @@ int main(int argc, char **argv)
 	atomic_store(&w.st->generation, w.hdr.generation);
 	publish_stats(&w);
 	atomic_store_explicit(&w.st->state, SKV_WORKER_READY, memory_order_release);
+	ready = true;
 	doorbell(w.evt_efd);
 	wlog(&w, 6, "ready: %u KV blocks of %u tokens, %s backend", ep->num_blocks, ep->block_size, w.be->ops->name);
 
@@ -352,7 +410,7 @@ int main(int argc, char **argv)
 			if ((uint32_t)space >= evt_room || stop_requested)
 				break;
 			doorbell(w.evt_efd);
-			heartbeat(&w);
+			progress(&w);
 			usleep(500);
 		}
 		uint64_t t0 = skv_now_ns();
@@ -372,10 +430,14 @@ int main(int argc, char **argv)
 fail:
 	wlog(&w, 3, "%s", err.msg[0] ? err.msg : "failed");
 	skv_strscpy(w.st->error, err.msg, sizeof(w.st->error));
+	/* the engine or scheduler refused the parameters it was given before it ever served:
+	 * a configuration skvd should not have passed, which no restart changes */
+	bool refused = !ready && (rc == -EINVAL || rc == -E2BIG || rc == -ERANGE);
 	atomic_store(&w.st->state, SKV_WORKER_FAILED);
 	doorbell(w.evt_efd);
-	rc = 1;
+	rc = refused ? SKV_EXIT_CONFIG : 1;
 out:
+	beat_stop(&w);
 	skv_sched_free(w.sched);
 	skv_engine_free(w.engine);
 	skv_keeper_release(&kvreg);
