@@ -72,7 +72,13 @@ struct skv_wire_limits {
 	uint32_t max_stop;	   /* stop strings per request */
 	uint32_t max_stop_bytes;   /* per stop string */
 	uint32_t max_in_flight;	   /* requests per session */
-	uint32_t reserved;
+	uint32_t features;	   /* enum skv_wire_features (0 from a skvd that predates them) */
+};
+
+/* What skvd understands beyond version 1's first form; a client uses a feature only when its
+ * bit is set in the welcome (an older skvd closes a client that sends an unknown flag). */
+enum skv_wire_features {
+	SKV_WIRE_FEATURE_COUNT_ONLY = 1u << 0, /* SKV_REQ_COUNT_ONLY */
 };
 _Static_assert(sizeof(struct skv_wire_limits) == 32, "limits are pinned");
 
@@ -131,7 +137,11 @@ enum skv_req_flags {
 	SKV_REQ_SEED = 1u << 3,
 	SKV_REQ_IGNORE_EOS = 1u << 4,
 	SKV_REQ_STREAM_IDS = 1u << 5, /* deltas carry token ids */
-	SKV_REQ__ALL = (1u << 6) - 1,
+	/* tokenize and render the prompt as for generation, then end at once: the final record
+	 * (finish STOP) carries prompt_tokens; no worker sees it, max_prompt_tokens and the context
+	 * are not checked. Only sent to a skvd whose welcome has SKV_WIRE_FEATURE_COUNT_ONLY. */
+	SKV_REQ_COUNT_ONLY = 1u << 6,
+	SKV_REQ__ALL = (1u << 7) - 1,
 };
 
 struct skv_wire_submit {
