@@ -134,10 +134,12 @@ int skv_split_paragraphs(const char *text, size_t len, struct skv_piece **ret, s
  * when p is one character. -ENOMEM. */
 int skv_split_piece(const char *text, struct skv_piece p, struct skv_piece **ret, size_t *ret_n);
 
-/* Greedy packing: the end (exclusive) of the chunk that starts at piece `start`: pieces are
+/* Greedy packing: the end (exclusive) of the chunk that starts at piece *start: pieces are
  * added while their tokens (each + sep_tokens after the first) stay within budget_tokens and
- * the chunk's bytes within budget_bytes; at least one piece. */
-size_t skv_pack_end(const struct skv_piece *pieces, const uint32_t *tokens, size_t n, size_t start,
+ * the chunk's bytes within budget_bytes; at least one piece. The chunk must reach past
+ * prev_end (the previous chunk's end; 0 for the first): when the one from *start (an overlap)
+ * cannot, *start becomes prev_end, the overlap dropped. */
+size_t skv_pack_end(const struct skv_piece *pieces, const uint32_t *tokens, size_t n, size_t *start, size_t prev_end,
 		    uint64_t budget_tokens, uint32_t sep_tokens, size_t budget_bytes);
 
 /* Where the chunk after [start, end) starts: end moved back over whole pieces whose tokens sum

@@ -153,8 +153,8 @@ done:
 	return 0;
 }
 
-size_t skv_pack_end(const struct skv_piece *pieces, const uint32_t *tokens, size_t n, size_t start,
-		    uint64_t budget_tokens, uint32_t sep_tokens, size_t budget_bytes)
+static size_t pack_from(const struct skv_piece *pieces, const uint32_t *tokens, size_t n, size_t start,
+			uint64_t budget_tokens, uint32_t sep_tokens, size_t budget_bytes)
 {
 	uint64_t sum = tokens[start];
 	size_t e = start + 1;
@@ -167,6 +167,17 @@ size_t skv_pack_end(const struct skv_piece *pieces, const uint32_t *tokens, size
 		e++;
 	}
 	return e;
+}
+
+size_t skv_pack_end(const struct skv_piece *pieces, const uint32_t *tokens, size_t n, size_t *start, size_t prev_end,
+		    uint64_t budget_tokens, uint32_t sep_tokens, size_t budget_bytes)
+{
+	size_t end = pack_from(pieces, tokens, n, *start, budget_tokens, sep_tokens, budget_bytes);
+	if (end <= prev_end && *start < prev_end && prev_end < n) {
+		*start = prev_end;
+		end = pack_from(pieces, tokens, n, *start, budget_tokens, sep_tokens, budget_bytes);
+	}
+	return end;
 }
 
 size_t skv_pack_next_start(const uint32_t *tokens, size_t n, size_t start, size_t end, uint32_t overlap_tokens)
@@ -1045,11 +1056,7 @@ static int run_chunks(struct sz *z, const char *text, const struct level *l, uin
 	/* pack, then count each chunk as it will be sent and shrink it while it is too long */
 	size_t prev_end = 0;
 	while (start < l->n) {
-		size_t end = skv_pack_end(l->pieces, l->tokens, l->n, start, budget, SEP_TOKENS, max_bytes);
-		if (end <= prev_end && start < prev_end) { /* the overlap left no room for new text */
-			start = prev_end;
-			end = skv_pack_end(l->pieces, l->tokens, l->n, start, budget, SEP_TOKENS, max_bytes);
-		}
+		size_t end = skv_pack_end(l->pieces, l->tokens, l->n, &start, prev_end, budget, SEP_TOKENS, max_bytes);
 		for (;;) {
 			uint32_t t;
 			size_t a = l->pieces[start].off, e = l->pieces[end - 1].off + l->pieces[end - 1].len;
