@@ -204,6 +204,7 @@ static void test_long_document(void **state)
 	uint64_t diff = whole > sum.document_tokens ? whole - sum.document_tokens : sum.document_tokens - whole;
 	assert_true(diff * 50 < whole);
 	assert_int_equal(skv_client_in_flight(c), 0);
+	skv_summary_done(&sum);
 	skv_client_free(c);
 	assert_int_equal(e2e_stop(&e, 10000), 0);
 	tu_rmdir(e.dir);
@@ -280,6 +281,7 @@ static void test_worker_killed(void **state)
 	assert_int_equal(sum.chunk_requests, seen.chunks_total_sum + sum.rerun_requests);
 	assert_true(sum.rerun_requests < seen.level0_chunks);
 	fprintf(stderr, "worker killed: %u chunks, %u re-run\n", seen.chunks_total_sum, sum.rerun_requests);
+	skv_summary_done(&sum);
 	skv_client_free(c);
 	assert_int_equal(e2e_stop(&e, 10000), 0);
 	tu_rmdir(e.dir);
