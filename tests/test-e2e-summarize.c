@@ -71,6 +71,17 @@ static void greedy(struct skv_request *s)
 	s->temperature = 0.0f;
 }
 
+/* Options for the tests: greedy, through end-of-sequence, short summaries (samp is kept). */
+static void test_opts(struct skv_summarize_opts *o, struct skv_request *samp, uint32_t max_tokens, void *seen)
+{
+	greedy(samp);
+	skv_summarize_opts_init(o);
+	o->sampling = samp;
+	o->max_tokens = max_tokens;
+	o->chunk_max_tokens = 16;
+	o->userdata = seen;
+}
+
 /* What the progress callback saw. */
 struct seen {
 	uint32_t calls;
@@ -177,14 +188,9 @@ static void test_long_document(void **state)
 	struct skv_summarize_opts o;
 	struct skv_summary sum;
 	struct seen seen = {.monotonic = true};
-	greedy(&samp);
-	skv_summarize_opts_init(&o);
-	o.sampling = &samp;
-	o.max_tokens = 24;
-	o.chunk_max_tokens = 16;
+	test_opts(&o, &samp, 24, &seen);
 	o.title = "long.txt";
 	o.on_progress = on_progress;
-	o.userdata = &seen;
 	assert_int_equal(skv_summarize(c, doc, doc_len, &o, &sum), 0);
 	assert_true(sum.document_tokens >= 100000);
 	assert_true(sum.levels >= 2);
@@ -221,13 +227,8 @@ static void test_cancel(void **state)
 	struct skv_summarize_opts o;
 	struct skv_summary sum;
 	struct seen seen = {.monotonic = true, .cancel_after_chunks = 3};
-	greedy(&samp);
-	skv_summarize_opts_init(&o);
-	o.sampling = &samp;
-	o.max_tokens = 16;
-	o.chunk_max_tokens = 16;
+	test_opts(&o, &samp, 16, &seen);
 	o.on_progress = on_progress;
-	o.userdata = &seen;
 	assert_int_equal(skv_summarize(c, doc, doc_len, &o, &sum), -ECANCELED);
 	assert_int_equal(skv_client_in_flight(c), 0);
 	assert_true(seen.level0_chunks > 3);
@@ -264,13 +265,8 @@ static void test_worker_killed(void **state)
 	struct skv_summarize_opts o;
 	struct skv_summary sum;
 	struct seen seen = {.monotonic = true, .kill_e = &e, .kill_after_chunks = 4};
-	greedy(&samp);
-	skv_summarize_opts_init(&o);
-	o.sampling = &samp;
-	o.max_tokens = 16;
-	o.chunk_max_tokens = 16;
+	test_opts(&o, &samp, 16, &seen);
 	o.on_progress = on_progress;
-	o.userdata = &seen;
 	size_t len = doc_len / 4; /* ~25K tokens: enough chunks to kill in the middle of */
 	while (len < doc_len && doc[len] != '\n')
 		len++;
