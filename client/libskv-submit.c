@@ -258,6 +258,9 @@ SKV_EXPORT int skv_client_submit(struct skv_client *c, const struct skv_request 
 	if (req->flags & SKV_REQUEST_COUNT_ONLY && !(c->limits.features & SKV_WIRE_FEATURE_COUNT_ONLY))
 		return skv_err_set(&c->err, -EOPNOTSUPP, "request: this skvd cannot count a prompt without running it "
 							 "(SKV_REQUEST_COUNT_ONLY; it predates the feature)");
+	if (req->flags & SKV_REQUEST_PROGRESS && !(c->limits.features & SKV_WIRE_FEATURE_PROGRESS))
+		return skv_err_set(&c->err, -EOPNOTSUPP, "request: this skvd does not report prefill progress "
+							 "(SKV_REQUEST_PROGRESS; it predates the feature)");
 	if (p.data_len > c->layout.data_size)
 		return skv_err_set(&c->err, -E2BIG, "request: %u bytes of prompt and stop strings, more than the session's "
 						    "data area of %u bytes", p.data_len, c->layout.data_size);

@@ -231,6 +231,7 @@ struct batch {
 	uint8_t *state;	    /* [n] ST_* */
 	uint8_t *tries;	    /* [n] worker_lost re-runs */
 	uint32_t *tokens;   /* [n] out: prompt_tokens of each final */
+	uint64_t *credited; /* [n] progress already counted from PROGRESS events */
 	struct tbuf *texts; /* [n] out: generated text (NULL: count-only) */
 	const uint64_t *weight; /* [n] progress per item (NULL: 1 each) */
 	bool stream;		/* deltas go to on_text */
@@ -378,6 +379,18 @@ static int batch_run(struct sz *z, struct batch *b)
 			r = fail(z, -EPROTO, "an event for a request this call did not make (was something in flight?)");
 			goto abort;
 		}
+		if (ev.type == SKV_EVENT_PROGRESS) {
+			/* inside a long prefill: the item's share, in proportion to its prompt done */
+			uint64_t w = b->weight ? b->weight[i] : 1;
+			uint64_t part = ev.prompt_tokens ? w * ev.prompt_done / ev.prompt_tokens : 0;
+			if (part > b->credited[i]) {
+				z->prog.tokens_done += part - b->credited[i];
+				b->credited[i] = part;
+				if (!b->quiet && (r = progress(z)) < 0)
+					goto abort;
+			}
+			continue;
+		}
 		if (ev.type == SKV_EVENT_DELTA) {
 			if (!b->texts || !ev.text_len)
 				continue;
@@ -402,7 +415,7 @@ static int batch_run(struct sz *z, struct batch *b)
 					z->out->finish = ev.finish;
 			}
 			done++;
-			z->prog.tokens_done += b->weight ? b->weight[i] : 1;
+			z->prog.tokens_done += (b->weight ? b->weight[i] : 1) - b->credited[i];
 			z->prog.chunks_done += b->texts && !b->stream;
 			if (!b->quiet && (r = progress(z)) < 0)
 				goto abort;
@@ -454,6 +467,9 @@ static int batch_new(struct batch *b, size_t n, bool texts)
 	b->state = calloc(SKV_MAX(n, 1u), 1);
 	b->tries = calloc(SKV_MAX(n, 1u), 1);
 	b->tokens = calloc(SKV_MAX(n, 1u), sizeof(*b->tokens));
+	b->credited = calloc(SKV_MAX(n, 1u), sizeof(*b->credited));
+	if (!b->credited)
+		return -ENOMEM;
 	if (texts)
 		b->texts = calloc(SKV_MAX(n, 1u), sizeof(*b->texts));
 	return b->ids && b->state && b->tries && b->tokens && (!texts || b->texts) ? 0 : -ENOMEM;
@@ -469,6 +485,7 @@ static void batch_free(struct batch *b)
 	free(b->state);
 	free(b->tries);
 	free(b->tokens);
+	free(b->credited);
 	*b = (struct batch){0};
 }
 
@@ -801,6 +818,8 @@ static int sz_init(struct sz *z, struct skv_client *c, const struct skv_summariz
 		z->base.stop = s->stop;
 		z->base.n_stop = s->n_stop;
 	}
+	if (c->limits.features & SKV_WIRE_FEATURE_PROGRESS)
+		z->base.flags |= SKV_REQUEST_PROGRESS; /* progress inside each long prefill */
 	/* a raw prompt's tokens beyond its text's: one character is one token */
 	uint32_t one;
 	z->prompt = "";

@@ -83,6 +83,10 @@ enum skv_request_flags {
 	 * the context are not checked; every other field is. submit returns -EOPNOTSUPP when skvd
 	 * does not offer it (an older skvd). */
 	SKV_REQUEST_COUNT_ONLY = 1u << 6,
+	/* PROGRESS events while the prompt is computed: one per prefill chunk of the engine but
+	 * the last (a prompt that fits one chunk gets none). submit returns -EOPNOTSUPP when skvd
+	 * does not offer them. */
+	SKV_REQUEST_PROGRESS = 1u << 7,
 };
 
 /* A request, filled by the caller (start from skv_request_init). Every pointer is borrowed
@@ -124,6 +128,9 @@ SKV_EXPORT void skv_request_init(struct skv_request *req);
 enum skv_event_type {
 	SKV_EVENT_DELTA = 1, /* text (and ids) generated for a request */
 	SKV_EVENT_FINAL = 2, /* the request ended; it is no longer in flight */
+	SKV_EVENT_PROGRESS = 3, /* prompt_done of prompt_tokens computed (SKV_REQUEST_PROGRESS only);
+				 * it may start lower again when skvd re-runs the request on another
+				 * worker */
 };
 
 enum skv_finish_reason {
@@ -181,7 +188,9 @@ struct skv_event {
 	uint64_t t_seen_ns;
 	uint64_t t_taken_ns;
 
-	uint64_t reserved[4];
+	uint32_t prompt_done; /* SKV_EVENT_PROGRESS: prompt tokens computed so far (< prompt_tokens) */
+	uint32_t reserved32;
+	uint64_t reserved[3];
 };
 
 /* Names for logs and JSON ("stop", "length", "cancelled", "error"; "invalid_request",

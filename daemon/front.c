@@ -297,7 +297,7 @@ static int handshake(struct skvd *d, struct skvd_session *s, const struct skv_he
 				.max_stop = d->cfg.max_stop,
 				.max_stop_bytes = d->cfg.max_stop_bytes,
 				.max_in_flight = d->cfg.max_in_flight,
-				.features = SKV_WIRE_FEATURE_COUNT_ONLY,
+				.features = SKV_WIRE_FEATURE_COUNT_ONLY | SKV_WIRE_FEATURE_PROGRESS,
 			},
 		.session_id = s->id,
 	};

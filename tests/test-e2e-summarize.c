@@ -93,6 +93,7 @@ struct seen {
 	uint32_t level0_chunks;
 	uint32_t max_level;
 	bool done_seen;
+	bool final_partial; /* FINAL stage progress strictly between 0 and total (inside a prefill) */
 	/* actions */
 	uint32_t cancel_after_chunks; /* 0: never */
 	struct e2e *kill_e;	      /* kill a worker once this many level-0 chunks are done */
@@ -126,6 +127,8 @@ static int on_progress(const struct skv_summarize_progress *p, void *userdata)
 	}
 	if (p->stage == SKV_SUMMARIZE_DONE)
 		s->done_seen = true;
+	if (p->stage == SKV_SUMMARIZE_FINAL && p->tokens_done > 0 && p->tokens_done < p->tokens_total)
+		s->final_partial = true;
 	s->max_level = p->level > s->max_level ? p->level : s->max_level;
 	s->last_stage = p->stage;
 	s->last_level = p->level;
@@ -172,6 +175,70 @@ static void test_count_only(void **state)
 	assert_int_equal(fin.error, SKV_ERROR_CODE_CONTEXT);
 	free(big);
 	assert_int_equal(skv_client_in_flight(c), 0);
+	skv_client_free(c);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
+}
+
+/* PROGRESS events inside one long prefill (the test skvd's engine runs 256-token chunks):
+ * increasing, below the prompt's length, all before the first token; none without the flag;
+ * skv_summarize's progress moves during the final request's prefill. */
+static void test_prefill_progress(void **state)
+{
+	(void)state;
+	struct e2e e;
+	e2e_start(&e, model, small_context);
+	struct skv_client *c = e2e_client(&e);
+	size_t len = 200;
+	while (len < doc_len && count_text(c, doc, len) < 600)
+		len += 200;
+	assert_true(len < doc_len);
+	for (int with = 0; with < 2; with++) {
+		struct skv_request req;
+		struct skv_event ev;
+		uint64_t id;
+		uint32_t n_progress = 0, last = 0;
+		bool delta_seen = false;
+		greedy(&req);
+		req.text = doc;
+		req.text_len = len;
+		req.max_tokens = 4;
+		if (with)
+			req.flags |= SKV_REQUEST_PROGRESS;
+		assert_int_equal(skv_client_submit(c, &req, &id), 0);
+		for (;;) {
+			assert_int_equal(skv_client_next(c, &ev, 30000), 0);
+			if (ev.type == SKV_EVENT_PROGRESS) {
+				assert_false(delta_seen);
+				assert_true(ev.prompt_done > last);
+				assert_true(ev.prompt_done < ev.prompt_tokens);
+				last = ev.prompt_done;
+				n_progress++;
+			} else if (ev.type == SKV_EVENT_DELTA) {
+				delta_seen = true;
+			} else {
+				if (ev.finish != SKV_FINISH_REASON_LENGTH)
+					fail_msg("finish %s: %s", skv_finish_name(ev.finish), ev.message);
+				assert_true(ev.prompt_tokens >= 600);
+				break;
+			}
+		}
+		if (with)
+			assert_true(n_progress >= 2);
+		else
+			assert_int_equal(n_progress, 0);
+	}
+	struct skv_request samp;
+	struct skv_summarize_opts o;
+	struct skv_summary sum;
+	struct seen seen = {.monotonic = true};
+	test_opts(&o, &samp, 8, &seen);
+	o.on_progress = on_progress;
+	assert_int_equal(skv_summarize(c, doc, len, &o, &sum), 0);
+	assert_int_equal(sum.levels, 0);
+	assert_true(seen.final_partial);
+	assert_true(seen.monotonic);
+	skv_summary_done(&sum);
 	skv_client_free(c);
 	assert_int_equal(e2e_stop(&e, 10000), 0);
 	tu_rmdir(e.dir);
@@ -371,6 +438,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_count_only, e2e_teardown),
 		cmocka_unit_test_teardown(test_truncate, e2e_teardown),
+		cmocka_unit_test_teardown(test_prefill_progress, e2e_teardown),
 		cmocka_unit_test_teardown(test_cancel, e2e_teardown),
 		cmocka_unit_test_teardown(test_worker_killed, e2e_teardown),
 		cmocka_unit_test_teardown(test_long_document, e2e_teardown),
