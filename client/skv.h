@@ -315,7 +315,7 @@ SKV_EXPORT int skv_client_next(struct skv_client *c, struct skv_event *ev, int t
 typedef int (*skv_event_fn)(struct skv_client *c, const struct skv_event *ev, void *userdata);
 
 /* The blocking convenience: submits req, calls on_delta (may be NULL) for each of its DELTA
- * events, and returns 0 when its FINAL event arrived, copied into *ret_final (may be NULL;
+ * events (PROGRESS events are skipped), and returns 0 when its FINAL event arrived, copied into *ret_final (may be NULL;
  * its pointers live until the next call on c). It waits for room in the submission ring or
  * the data area instead of returning -EAGAIN, and resumes waiting after signals. Use it on a
  * handle with no other request in flight (-EBUSY otherwise). Errors: those of
@@ -353,7 +353,8 @@ enum skv_summarize_stage {
 };
 
 /* How far the work is. Progress advances when a request ends (a chunk summarized, a piece
- * counted); within one request's prefill there is no event. */
+ * counted) and, with a skvd that reports it, inside each long prefill (SKV_EVENT_PROGRESS: the
+ * request's share in proportion to its prompt computed). */
 struct skv_summarize_progress {
 	enum skv_summarize_stage stage;
 	uint32_t level;	       /* 0: the document itself; n: summaries made at level n - 1 */
