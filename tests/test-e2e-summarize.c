@@ -427,6 +427,43 @@ static void test_cli(void **state)
 	if (tu_sh("'%s' --socket '%s' summarize --truncate tail '%s' 2> '%s/err.txt'; test $? = 2", cli, e.sock, path,
 		  e.dir) != 0)
 		fail_msg("--truncate without --max-input-tokens was not a usage error");
+	/* --chunk-tokens makes more chunks; --overlap-tokens more again */
+	int chunks[3];
+	static const char *const chunking[] = {"", "--chunk-tokens 300", "--chunk-tokens 300 --overlap-tokens 100"};
+	for (int k = 0; k < 3; k++) {
+		char out[256];
+		if (tu_sh("'%s' --socket '%s' summarize -n 8 --chunk-max-tokens 8 --ignore-eos %s '%s' > /dev/null 2> '%s/err.txt' && "
+			  "grep -o 'level 0: 0/[0-9]*' '%s/err.txt' | head -1 | cut -d/ -f2 > '%s/n.txt'",
+			  cli, e.sock, chunking[k], path, e.dir, e.dir, e.dir) != 0)
+			fail_msg("skv summarize %s failed", chunking[k]);
+		snprintf(out, sizeof(out), "%s/n.txt", e.dir);
+		FILE *nf = fopen(out, "r");
+		assert_non_null(nf);
+		assert_int_equal(fscanf(nf, "%d", &chunks[k]), 1);
+		fclose(nf);
+	}
+	if (!(chunks[0] < chunks[1] && chunks[1] < chunks[2]))
+		fail_msg("chunks: %d by default, %d with --chunk-tokens, %d with overlap", chunks[0], chunks[1], chunks[2]);
+	/* Ctrl-C in the middle of the 100K-token document: exit 130, nothing left in skvd */
+	snprintf(path, sizeof(path), "%s/full.txt", e.dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(doc, 1, doc_len, f), doc_len);
+	assert_int_equal(fclose(f), 0);
+	if (tu_sh("'%s' --socket '%s' summarize -n 16 --ignore-eos '%s' > /dev/null 2> '%s/int.txt' & p=$!; "
+		  "for i in $(seq 1 400); do grep -q 'reading, level 0: [1-9]' '%s/int.txt' && break; sleep 0.05; done; "
+		  "kill -INT $p; wait $p; rc=$?; test $rc = 130 && grep -q 'cancelled' '%s/int.txt'",
+		  cli, e.sock, path, e.dir, e.dir, e.dir) != 0) {
+		tu_sh("cat '%s/int.txt' >&2", e.dir);
+		fail_msg("skv summarize was not cancelled by SIGINT");
+	}
+	int used = -1;
+	for (int i = 0; i < 100 && used != 0; i++) {
+		used = e2e_kv_used(&e);
+		if (used)
+			usleep(20000);
+	}
+	assert_int_equal(used, 0);
 	assert_int_equal(e2e_stop(&e, 10000), 0);
 	tu_rmdir(e.dir);
 }
