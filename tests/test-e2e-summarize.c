@@ -49,6 +49,14 @@ static char *make_doc(size_t min_bytes, size_t *ret_len)
 	return out;
 }
 
+/* The document's first part of about `len` bytes, ending at a line break (whole characters). */
+static size_t doc_part(size_t len)
+{
+	while (len < doc_len && doc[len] != '\n')
+		len++;
+	return len;
+}
+
 static uint32_t count_text(struct skv_client *c, const char *text, size_t len)
 {
 	struct skv_request req;
@@ -296,7 +304,7 @@ static void test_cancel(void **state)
 	struct seen seen = {.monotonic = true, .cancel_after_chunks = 3};
 	test_opts(&o, &samp, 16, &seen);
 	o.on_progress = on_progress;
-	assert_int_equal(skv_summarize(c, doc, doc_len / 4, &o, &sum), -ECANCELED);
+	assert_int_equal(skv_summarize(c, doc, doc_part(doc_len / 4), &o, &sum), -ECANCELED);
 	assert_int_equal(skv_client_in_flight(c), 0);
 	assert_true(seen.level0_chunks > 3);
 	/* skvd ended them all: the KV is free again */
@@ -311,7 +319,7 @@ static void test_cancel(void **state)
 	int flag = 1;
 	o.on_progress = NULL;
 	o.cancel = &flag;
-	assert_int_equal(skv_summarize(c, doc, doc_len / 4, &o, &sum), -ECANCELED);
+	assert_int_equal(skv_summarize(c, doc, doc_part(doc_len / 4), &o, &sum), -ECANCELED);
 	assert_int_equal(skv_client_in_flight(c), 0);
 	/* the session is still good */
 	assert_true(count_text(c, "x", 1) >= 1);
@@ -334,9 +342,7 @@ static void test_worker_killed(void **state)
 	struct seen seen = {.monotonic = true, .kill_e = &e, .kill_after_chunks = 4};
 	test_opts(&o, &samp, 16, &seen);
 	o.on_progress = on_progress;
-	size_t len = doc_len / 4; /* ~25K tokens: enough chunks to kill in the middle of */
-	while (len < doc_len && doc[len] != '\n')
-		len++;
+	size_t len = doc_part(doc_len / 4);
 	assert_int_equal(skv_summarize(c, doc, len, &o, &sum), 0);
 	assert_true(seen.killed);
 	assert_true(sum.len > 0);
@@ -358,9 +364,7 @@ static void test_truncate(void **state)
 	e2e_start(&e, model, small_context);
 	struct skv_client *c = e2e_client(&e);
 	static const enum skv_truncate how[] = {SKV_TRUNCATE_HEAD, SKV_TRUNCATE_TAIL, SKV_TRUNCATE_HEAD_TAIL};
-	size_t len = doc_len / 10;
-	while (len < doc_len && doc[len] != '\n')
-		len++;
+	size_t len = doc_part(doc_len / 10);
 	uint32_t bos = count_text(c, " ", 1) - 1;
 	for (size_t k = 0; k < 3; k++)
 		for (uint32_t n = 300; n <= 3000; n *= 10) {
@@ -397,9 +401,7 @@ static void test_cli(void **state)
 	e2e_start(&e, model, small_context);
 	char path[256];
 	snprintf(path, sizeof(path), "%s/long.txt", e.dir);
-	size_t len = doc_len / 10;
-	while (len < doc_len && doc[len] != '\n')
-		len++;
+	size_t len = doc_part(doc_len / 10);
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
 	assert_int_equal(fwrite(doc, 1, len, f), len);
