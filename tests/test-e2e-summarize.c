@@ -49,6 +49,20 @@ static char *make_doc(size_t min_bytes, size_t *ret_len)
 	return out;
 }
 
+/* skvd with the small context, and a client of it. */
+static struct skv_client *start(struct e2e *e)
+{
+	e2e_start(e, model, small_context);
+	return e2e_client(e);
+}
+
+static void stop(struct e2e *e, struct skv_client *c)
+{
+	skv_client_free(c);
+	assert_int_equal(e2e_stop(e, 10000), 0);
+	tu_rmdir(e->dir);
+}
+
 /* The document's first part of about `len` bytes, ending at a line break (whole characters). */
 static size_t doc_part(size_t len)
 {
@@ -151,8 +165,7 @@ static void test_count_only(void **state)
 {
 	(void)state;
 	struct e2e e;
-	e2e_start(&e, model, small_context);
-	struct skv_client *c = e2e_client(&e);
+	struct skv_client *c = start(&e);
 	struct skv_message m[2] = {{.role = SKV_MESSAGE_SYSTEM, .content = "Be brief."},
 				   {.role = SKV_MESSAGE_USER, .content = "Summarize: the lamp was trimmed twice."}};
 	struct skv_request req;
@@ -183,9 +196,7 @@ static void test_count_only(void **state)
 	assert_int_equal(fin.error, SKV_ERROR_CODE_CONTEXT);
 	free(big);
 	assert_int_equal(skv_client_in_flight(c), 0);
-	skv_client_free(c);
-	assert_int_equal(e2e_stop(&e, 10000), 0);
-	tu_rmdir(e.dir);
+	stop(&e, c);
 }
 
 /* PROGRESS events inside one long prefill (the test skvd's engine runs 256-token chunks):
@@ -195,8 +206,7 @@ static void test_prefill_progress(void **state)
 {
 	(void)state;
 	struct e2e e;
-	e2e_start(&e, model, small_context);
-	struct skv_client *c = e2e_client(&e);
+	struct skv_client *c = start(&e);
 	size_t len = 200;
 	while (len < doc_len && count_text(c, doc, len) < 600)
 		len += 200;
@@ -247,9 +257,7 @@ static void test_prefill_progress(void **state)
 	assert_true(seen.final_partial);
 	assert_true(seen.monotonic);
 	skv_summary_done(&sum);
-	skv_client_free(c);
-	assert_int_equal(e2e_stop(&e, 10000), 0);
-	tu_rmdir(e.dir);
+	stop(&e, c);
 }
 
 /* 100K tokens, several levels, progress monotonic and reaching the document's tokens. */
@@ -257,8 +265,7 @@ static void test_long_document(void **state)
 {
 	(void)state;
 	struct e2e e;
-	e2e_start(&e, model, small_context);
-	struct skv_client *c = e2e_client(&e);
+	struct skv_client *c = start(&e);
 	struct skv_request samp;
 	struct skv_summarize_opts o;
 	struct skv_summary sum;
@@ -286,9 +293,7 @@ static void test_long_document(void **state)
 	assert_true(diff * 50 < whole);
 	assert_int_equal(skv_client_in_flight(c), 0);
 	skv_summary_done(&sum);
-	skv_client_free(c);
-	assert_int_equal(e2e_stop(&e, 10000), 0);
-	tu_rmdir(e.dir);
+	stop(&e, c);
 }
 
 /* Cancel mid-way (from the callback, then by the flag): every request ends, no KV stays held. */
@@ -296,8 +301,7 @@ static void test_cancel(void **state)
 {
 	(void)state;
 	struct e2e e;
-	e2e_start(&e, model, small_context);
-	struct skv_client *c = e2e_client(&e);
+	struct skv_client *c = start(&e);
 	struct skv_request samp;
 	struct skv_summarize_opts o;
 	struct skv_summary sum;
@@ -323,9 +327,7 @@ static void test_cancel(void **state)
 	assert_int_equal(skv_client_in_flight(c), 0);
 	/* the session is still good */
 	assert_true(count_text(c, "x", 1) >= 1);
-	skv_client_free(c);
-	assert_int_equal(e2e_stop(&e, 10000), 0);
-	tu_rmdir(e.dir);
+	stop(&e, c);
 }
 
 /* A worker SIGKILLed mid-way: the summary still comes, and only chunks that were running on it
@@ -334,8 +336,7 @@ static void test_worker_killed(void **state)
 {
 	(void)state;
 	struct e2e e;
-	e2e_start(&e, model, small_context);
-	struct skv_client *c = e2e_client(&e);
+	struct skv_client *c = start(&e);
 	struct skv_request samp;
 	struct skv_summarize_opts o;
 	struct skv_summary sum;
@@ -351,9 +352,7 @@ static void test_worker_killed(void **state)
 	assert_true(sum.rerun_requests < seen.level0_chunks);
 	fprintf(stderr, "worker killed: %u chunks, %u re-run\n", seen.chunks_total_sum, sum.rerun_requests);
 	skv_summary_done(&sum);
-	skv_client_free(c);
-	assert_int_equal(e2e_stop(&e, 10000), 0);
-	tu_rmdir(e.dir);
+	stop(&e, c);
 }
 
 /* Truncation keeps the head, the tail or both, within max_tokens and close to it. */
@@ -361,8 +360,7 @@ static void test_truncate(void **state)
 {
 	(void)state;
 	struct e2e e;
-	e2e_start(&e, model, small_context);
-	struct skv_client *c = e2e_client(&e);
+	struct skv_client *c = start(&e);
 	static const enum skv_truncate how[] = {SKV_TRUNCATE_HEAD, SKV_TRUNCATE_TAIL, SKV_TRUNCATE_HEAD_TAIL};
 	size_t len = doc_part(doc_len / 10);
 	uint32_t bos = count_text(c, " ", 1) - 1;
@@ -388,9 +386,7 @@ static void test_truncate(void **state)
 	assert_int_equal(skv_truncate_text(c, "A short text.", 13, 100, SKV_TRUNCATE_HEAD, &t, &tl), 0);
 	assert_string_equal(t, "A short text.");
 	free(t);
-	skv_client_free(c);
-	assert_int_equal(e2e_stop(&e, 10000), 0);
-	tu_rmdir(e.dir);
+	stop(&e, c);
 }
 
 /* skv summarize: levels and progress lines on a pipe, truncation, the document limit named. */
