@@ -425,6 +425,14 @@ static void test_cli(void **state)
 	if (tu_sh("'%s' --socket '%s' summarize --truncate tail '%s' 2> '%s/err.txt'; test $? = 2", cli, e.sock, path,
 		  e.dir) != 0)
 		fail_msg("--truncate without --max-input-tokens was not a usage error");
+	/* on a terminal (script(1) gives it one), a bar: "[####------] 40% reading" */
+	if (tu_sh("script -qec \"'%s' --socket '%s' summarize -n 8 --ignore-eos '%s' > /dev/null\" /dev/null > '%s/tty.txt' && "
+		  "grep -q '\\[#*-*\\] *[0-9]*%% reading (level 0: [0-9]*/[0-9]* chunks' '%s/tty.txt' && "
+		  "grep -q '\\[##############################\\] 100%% reading' '%s/tty.txt'",
+		  cli, e.sock, path, e.dir, e.dir, e.dir) != 0) {
+		tu_sh("cat -v '%s/tty.txt' >&2", e.dir);
+		fail_msg("no progress bar on a terminal");
+	}
 	/* --chunk-tokens makes more chunks; --overlap-tokens more again */
 	int chunks[3];
 	static const char *const chunking[] = {"", "--chunk-tokens 300", "--chunk-tokens 300 --overlap-tokens 100"};
