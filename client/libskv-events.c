@@ -34,6 +34,7 @@ union skv_cmp_record {
 	} h;
 	struct skv_wire_delta d;
 	struct skv_wire_final f;
+	struct skv_wire_progress p;
 	uint8_t raw[SKV_WIRE_RECORD];
 };
 
@@ -120,6 +121,27 @@ static int consume_one(struct skv_client *c, struct skv_event *ev)
 			.t_taken_ns = rec.f.taken_ns,
 		};
 		skv_inflight_remove(c, q);
+		return 1;
+	case SKV_EV_PROGRESS:
+		q = skv_inflight_find(c, rec.p.id);
+		if (!q || !(q->flags & SKV_REQ_PROGRESS))
+			return skv_client_fail_proto(c, "completion record %u: progress for request %llu, which is not in flight "
+						     "or did not ask for it", index, (unsigned long long)rec.p.id);
+		if (rec.p.prompt_done >= rec.p.prompt_tokens)
+			return skv_client_fail_proto(c, "completion record %u: progress %u of %u prompt tokens", index,
+						     rec.p.prompt_done, rec.p.prompt_tokens);
+		*ev = (struct skv_event){
+			.type = SKV_EVENT_PROGRESS,
+			.id = rec.p.id,
+			.user_data = q->user_data,
+			.text = "",
+			.ids = c->ev_ids,
+			.message = "",
+			.prompt_tokens = rec.p.prompt_tokens,
+			.prompt_done = rec.p.prompt_done,
+			.t_worker_ns = rec.p.worker_ns,
+			.t_skvd_ns = rec.p.skvd_ns,
+		};
 		return 1;
 	}
 	return skv_client_fail_proto(c, "completion record %u: unknown type %u", index, rec.h.type);
@@ -232,6 +254,8 @@ SKV_EXPORT int skv_client_generate(struct skv_client *c, const struct skv_reques
 			continue;
 		if (r < 0)
 			return r;
+		if (ev.type == SKV_EVENT_PROGRESS)
+			continue;
 		if (ev.type == SKV_EVENT_DELTA) {
 			if (on_delta && !cb_ret) {
 				cb_ret = on_delta(c, &ev, userdata);

@@ -113,3 +113,35 @@ int skv_client_check_sock(struct skv_client *c);
 
 struct skv_inflight *skv_inflight_find(struct skv_client *c, uint64_t id);
 void skv_inflight_remove(struct skv_client *c, struct skv_inflight *q);
+
+/* ---- long documents: the pure parts (libskv-summarize.c), unit-tested in test-summarize ---- */
+
+/* A piece of a text: bytes [off, off + len), never empty, never starting or ending with
+ * whitespace. A chunk is the text from its first piece's start to its last piece's end, so the
+ * document's own separators stay between pieces. */
+struct skv_piece {
+	size_t off, len;
+};
+
+/* The paragraphs of text[0..len): runs of lines separated by blank (whitespace-only) lines,
+ * trimmed. *ret (malloc'd; NULL when there are none) and *ret_n. -ENOMEM. */
+int skv_split_paragraphs(const char *text, size_t len, struct skv_piece **ret, size_t *ret_n);
+
+/* Splits p (a piece of text) for being too long: into its sentences (ending with . ! ? or a
+ * CJK stop, closing quotes and brackets included, before whitespace; a line break ends one too)
+ * when it has more than one; else in two at the whitespace nearest its middle; else in two at
+ * the UTF-8 character boundary nearest its middle. *ret (malloc'd) and *ret_n >= 2; *ret_n == 1
+ * when p is one character. -ENOMEM. */
+int skv_split_piece(const char *text, struct skv_piece p, struct skv_piece **ret, size_t *ret_n);
+
+/* Greedy packing: the end (exclusive) of the chunk that starts at piece *start: pieces are
+ * added while their tokens (each + sep_tokens after the first) stay within budget_tokens and
+ * the chunk's bytes within budget_bytes; at least one piece. The chunk must reach past
+ * prev_end (the previous chunk's end; 0 for the first): when the one from *start (an overlap)
+ * cannot, *start becomes prev_end, the overlap dropped. */
+size_t skv_pack_end(const struct skv_piece *pieces, const uint32_t *tokens, size_t n, size_t *start, size_t prev_end,
+		    uint64_t budget_tokens, uint32_t sep_tokens, size_t budget_bytes);
+
+/* Where the chunk after [start, end) starts: end moved back over whole pieces whose tokens sum
+ * to at most overlap_tokens, never to start or before. end when end == n. */
+size_t skv_pack_next_start(const uint32_t *tokens, size_t n, size_t start, size_t end, uint32_t overlap_tokens);

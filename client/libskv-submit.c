@@ -87,7 +87,9 @@ int skv_payload_plan(const struct skv_request *req, const struct skv_wire_limits
 		for (size_t i = 0; i < req->n_ids; i++)
 			if (req->ids[i] < 0)
 				return skv_err_set(err, -EINVAL, "prompt ids[%zu]: %d is negative", i, req->ids[i]);
-		if (lim && lim->max_prompt_tokens && req->n_ids > lim->max_prompt_tokens)
+		if (req->flags & SKV_REQUEST_COUNT_ONLY)
+			; /* counting is not running: the token limits do not apply */
+		else if (lim && lim->max_prompt_tokens && req->n_ids > lim->max_prompt_tokens)
 			return skv_err_set(err, -E2BIG, "prompt: %zu tokens, more than skvd's limit of %u (max_prompt_tokens)",
 					   req->n_ids, lim->max_prompt_tokens);
 		if (lim && lim->max_context &&
@@ -253,6 +255,12 @@ SKV_EXPORT int skv_client_submit(struct skv_client *c, const struct skv_request 
 	r = skv_payload_plan(req, &c->limits, &p, &c->err);
 	if (r < 0)
 		return r;
+	if (req->flags & SKV_REQUEST_COUNT_ONLY && !(c->limits.features & SKV_WIRE_FEATURE_COUNT_ONLY))
+		return skv_err_set(&c->err, -EOPNOTSUPP, "request: this skvd cannot count a prompt without running it "
+							 "(SKV_REQUEST_COUNT_ONLY; it predates the feature)");
+	if (req->flags & SKV_REQUEST_PROGRESS && !(c->limits.features & SKV_WIRE_FEATURE_PROGRESS))
+		return skv_err_set(&c->err, -EOPNOTSUPP, "request: this skvd does not report prefill progress "
+							 "(SKV_REQUEST_PROGRESS; it predates the feature)");
 	if (p.data_len > c->layout.data_size)
 		return skv_err_set(&c->err, -E2BIG, "request: %u bytes of prompt and stop strings, more than the session's "
 						    "data area of %u bytes", p.data_len, c->layout.data_size);

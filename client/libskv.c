@@ -29,7 +29,9 @@ _Static_assert((int)SKV_MESSAGE_SYSTEM == SKV_ROLE_SYSTEM && (int)SKV_MESSAGE_US
 _Static_assert((unsigned)SKV_REQUEST_TEMPERATURE == SKV_REQ_TEMPERATURE && (unsigned)SKV_REQUEST_TOP_P == SKV_REQ_TOP_P &&
 		       (unsigned)SKV_REQUEST_TOP_K == SKV_REQ_TOP_K && (unsigned)SKV_REQUEST_SEED == SKV_REQ_SEED &&
 		       (unsigned)SKV_REQUEST_IGNORE_EOS == SKV_REQ_IGNORE_EOS &&
-		       (unsigned)SKV_REQUEST_STREAM_IDS == SKV_REQ_STREAM_IDS,
+		       (unsigned)SKV_REQUEST_STREAM_IDS == SKV_REQ_STREAM_IDS &&
+		       (unsigned)SKV_REQUEST_COUNT_ONLY == SKV_REQ_COUNT_ONLY &&
+		       (unsigned)SKV_REQUEST_PROGRESS == SKV_REQ_PROGRESS,
 	       "request flags are the wire's");
 _Static_assert((int)SKV_FINISH_REASON_STOP == SKV_WIRE_FINISH_STOP &&
 		       (int)SKV_FINISH_REASON_LENGTH == SKV_WIRE_FINISH_LENGTH &&

@@ -52,6 +52,7 @@ struct opts {
 	bool quiet;
 	const char *system;
 	struct skv_doc_opts doc; /* summarize: --format, --charset */
+	struct skv_summarize_opts sum; /* summarize: chunking, truncation, limits */
 };
 
 /* The outcome of one request, owned by the caller. */
@@ -115,6 +116,12 @@ static void help(void)
 	      "summarize: -q, --quiet    no progress on stderr\n"
 	      "           --format F     read FILE as auto (by content, the default), text, html, pdf, docx or odt\n"
 	      "           --charset C    plain text: its charset (iconv's name; default: detected)\n"
+	      "           --max-input-tokens N  cut the document to N tokens first (with --truncate)\n"
+	      "           --truncate HOW       head, tail or head+tail (default head)\n"
+	      "           --chunk-tokens N     at most N tokens of text per chunk (default: what fits)\n"
+	      "           --overlap-tokens N   repeat up to N tokens of a chunk's end in the next (default 0)\n"
+	      "           --chunk-max-tokens N each chunk's summary length (default: --max-tokens)\n"
+	      "           --max-document-tokens N  refuse longer documents (default 2000000)\n"
 	      "\n"
 	      "Exit status: 0 ok, 1 a request failed, 2 usage, 3 cannot connect to skvd, 130 interrupted.\n"
 	      "See skv(1).\n",
@@ -133,6 +140,12 @@ enum {
 	OPT_SYSTEM,
 	OPT_FORMAT,
 	OPT_CHARSET,
+	OPT_MAX_INPUT_TOKENS,
+	OPT_TRUNCATE,
+	OPT_CHUNK_TOKENS,
+	OPT_OVERLAP_TOKENS,
+	OPT_CHUNK_MAX_TOKENS,
+	OPT_MAX_DOCUMENT_TOKENS,
 };
 
 static int parse_common(int opt, const char *arg, struct opts *o)
@@ -237,6 +250,42 @@ static int parse_opts(int argc, char **argv, const struct option *longopts, cons
 		case OPT_CHARSET:
 			o->doc.charset = optarg;
 			break;
+		case OPT_TRUNCATE:
+			if (strcmp(optarg, "head") == 0)
+				o->sum.truncate = SKV_TRUNCATE_HEAD;
+			else if (strcmp(optarg, "tail") == 0)
+				o->sum.truncate = SKV_TRUNCATE_TAIL;
+			else if (strcmp(optarg, "head+tail") == 0)
+				o->sum.truncate = SKV_TRUNCATE_HEAD_TAIL;
+			else
+				return usage_error("--truncate: \"%s\" is not head, tail or head+tail", optarg);
+			break;
+		case OPT_MAX_INPUT_TOKENS:
+		case OPT_CHUNK_TOKENS:
+		case OPT_OVERLAP_TOKENS:
+		case OPT_CHUNK_MAX_TOKENS:
+		case OPT_MAX_DOCUMENT_TOKENS: {
+			int64_t v;
+			const char *name = opt == OPT_MAX_INPUT_TOKENS	   ? "--max-input-tokens"
+					   : opt == OPT_CHUNK_TOKENS	   ? "--chunk-tokens"
+					   : opt == OPT_OVERLAP_TOKENS	   ? "--overlap-tokens"
+					   : opt == OPT_CHUNK_MAX_TOKENS   ? "--chunk-max-tokens"
+									   : "--max-document-tokens";
+			if (skv_parse_i64(optarg, opt == OPT_OVERLAP_TOKENS ? 0 : 1, UINT32_MAX, &v) < 0)
+				return usage_error("%s: \"%s\" is not a whole number in [%d, %u]", name, optarg,
+						   opt == OPT_OVERLAP_TOKENS ? 0 : 1, UINT32_MAX);
+			if (opt == OPT_MAX_INPUT_TOKENS)
+				o->sum.max_input_tokens = (uint32_t)v;
+			else if (opt == OPT_CHUNK_TOKENS)
+				o->sum.chunk_tokens = (uint32_t)v;
+			else if (opt == OPT_OVERLAP_TOKENS)
+				o->sum.overlap_tokens = (uint32_t)v;
+			else if (opt == OPT_CHUNK_MAX_TOKENS)
+				o->sum.chunk_max_tokens = (uint32_t)v;
+			else
+				o->sum.max_document_tokens = (uint64_t)v;
+			break;
+		}
 		case '?':
 			return usage_error("%s: bad option", argv[0]);
 		default:
@@ -763,19 +812,110 @@ out:
 	return r;
 }
 
-static const char summarize_system[] =
-	"You are a careful assistant that writes concise, faithful summaries of documents. You keep the main "
-	"points, the key facts and figures and the conclusions, and you add nothing that the document does not say.";
+/* Progress of one document on stderr: a bar on a terminal, a line per step otherwise. */
+struct sum_progress {
+	const char *name;
+	bool tty, shown;
+	int last_pct;	       /* plain lines: the last tenth printed */
+	uint32_t last_stage, last_level;
+};
+
+static void sum_progress_clear(struct sum_progress *p)
+{
+	if (p->shown) {
+		fputs("\r\033[K", stderr);
+		p->shown = false;
+	}
+}
+
+static int on_sum_progress(const struct skv_summarize_progress *p, void *userdata)
+{
+	struct sum_progress *sp = userdata;
+	const char *what = p->stage == SKV_SUMMARIZE_COUNTING ? "counting"
+			   : p->stage == SKV_SUMMARIZE_CHUNKS ? (p->level ? "combining" : "reading")
+			   : p->stage == SKV_SUMMARIZE_FINAL  ? "writing the summary"
+							      : "done";
+	int pct = p->tokens_total ? (int)(p->tokens_done * 100 / p->tokens_total) : 0;
+	pct = SKV_MIN(pct, 100);
+	if (p->stage == SKV_SUMMARIZE_DONE) {
+		sum_progress_clear(sp);
+		return 0;
+	}
+	if (sp->tty) {
+		char bar[31];
+		int fill = pct * 30 / 100;
+		memset(bar, '#', (size_t)fill);
+		memset(bar + fill, '-', (size_t)(30 - fill));
+		bar[30] = '\0';
+		fprintf(stderr, "\r\033[Ksummarize: %s: [%s] %3d%% %s", sp->name, bar, pct, what);
+		if (p->stage == SKV_SUMMARIZE_CHUNKS)
+			fprintf(stderr, " (level %u: %u/%u chunks, %llu/%llu tokens)", p->level, p->chunks_done,
+				p->chunks_total, (unsigned long long)p->tokens_done, (unsigned long long)p->tokens_total);
+		sp->shown = true;
+		return 0;
+	}
+	bool changed = p->stage != sp->last_stage || p->level != sp->last_level;
+	if (changed || pct / 10 > sp->last_pct / 10) {
+		if (p->stage == SKV_SUMMARIZE_CHUNKS)
+			fprintf(stderr, "summarize: %s: %s, level %u: %u/%u chunks, %llu/%llu tokens (%d%%)\n", sp->name, what,
+				p->level, p->chunks_done, p->chunks_total, (unsigned long long)p->tokens_done,
+				(unsigned long long)p->tokens_total, pct);
+		else if (changed)
+			fprintf(stderr, "summarize: %s: %s, level %u\n", sp->name, what, p->level);
+		sp->last_pct = changed ? pct : pct;
+	}
+	sp->last_stage = p->stage;
+	sp->last_level = p->level;
+	return 0;
+}
+
+struct sum_text {
+	struct sum_progress *prog;
+	bool any;
+	char last;
+};
+
+static int on_sum_text(const char *text, size_t len, void *userdata)
+{
+	struct sum_text *st = userdata;
+	if (!len)
+		return 0;
+	sum_progress_clear(st->prog);
+	fwrite(text, 1, len, stdout);
+	fflush(stdout);
+	st->any = true;
+	st->last = text[len - 1];
+	return 0;
+}
+
+/* Both callbacks of skv_summarize share one userdata. */
+struct sum_cb {
+	struct sum_progress prog;
+	struct sum_text text;
+	bool quiet;
+};
+
+static int sum_cb_progress(const struct skv_summarize_progress *p, void *userdata)
+{
+	struct sum_cb *cb = userdata;
+	return cb->quiet ? 0 : on_sum_progress(p, &cb->prog);
+}
+
+static int sum_cb_text(const char *text, size_t len, void *userdata)
+{
+	struct sum_cb *cb = userdata;
+	return on_sum_text(text, len, &cb->text);
+}
+
+_Static_assert(sizeof(sig_atomic_t) == sizeof(int), "the cancel flag is an int");
 
 static int summarize_one(struct skv_client *c, struct opts *o, const char *path, bool header, bool first)
 {
 	const char *name = strcmp(path, "-") == 0 ? "stdin" : path;
-	_cleanup_free_ char *raw = NULL, *doc = NULL, *user = NULL;
-	struct skv_limits lim;
+	_cleanup_free_ char *raw = NULL, *doc = NULL;
 	size_t raw_len, len;
 	int r;
 
-	skv_client_limits(c, &lim);
 	r = read_all(path, SKV_DOC_MAX_FILE_BYTES, &raw, &raw_len);
 	if (r == -EFBIG) {
 		fprintf(stderr, "skv: summarize: %s: larger than the limit of %u MiB for a document file\n", name,
@@ -790,19 +930,14 @@ static int summarize_one(struct skv_client *c, struct opts *o, const char *path,
 		fprintf(stderr, "skv: summarize: %s: empty\n", name);
 		return EXIT_FAILED;
 	}
-	/* the document's text; a format named on the command line wins over detection */
+	/* the document's text (up to doc/'s 64 MiB: longer than a request is fine, it is chunked);
+	 * a format named on the command line wins over detection */
 	struct skv_doc_opts dopts = o->doc;
 	if (dopts.format == SKV_DOC_AUTO)
 		dopts.format = skv_doc_detect(raw, raw_len, name);
-	dopts.max_text_bytes = lim.max_request_bytes;
 	struct skv_doc_text dt;
 	struct skv_err derr = {0};
 	r = skv_doc_extract(raw, raw_len, &dopts, &dt, &derr);
-	if (r == -EFBIG && strstr(derr.msg, "the text is longer than the limit")) {
-		fprintf(stderr, "skv: summarize: %s: its text is larger than skvd's limit of %u bytes per request "
-				"(max_request_bytes)\n", name, lim.max_request_bytes);
-		return EXIT_FAILED;
-	}
 	if (r < 0) {
 		fprintf(stderr, "skv: summarize: %s: %s\n", name, derr.msg);
 		return EXIT_FAILED;
@@ -812,14 +947,6 @@ static int summarize_one(struct skv_client *c, struct opts *o, const char *path,
 	if (!o->quiet && (dt.format != SKV_DOC_TEXT || strcmp(dt.charset, "UTF-8") != 0))
 		fprintf(stderr, "summarize: %s: read as %s%s%s, %zu bytes of text\n", name, skv_doc_format_name(dt.format),
 			dt.format == SKV_DOC_TEXT ? " in " : "", dt.format == SKV_DOC_TEXT ? dt.charset : "", len);
-	if (asprintf(&user,
-		     "Summarize the following document concisely. Keep its main points, key facts and figures, and "
-		     "conclusions.\n\nDocument: %s\n\n%s",
-		     name, doc) < 0) {
-		user = NULL;
-		fputs("skv: out of memory\n", stderr);
-		return EXIT_FAILED;
-	}
 	bool long_input = len >= LONG_INPUT_BYTES && !o->quiet;
 	if (long_input)
 		fprintf(stderr, "summarize: %s, %zu bytes\n", name, len);
@@ -827,25 +954,44 @@ static int summarize_one(struct skv_client *c, struct opts *o, const char *path,
 		printf("%s==> %s <==\n", first ? "" : "\n", name);
 	fflush(stdout);
 
-	struct skv_message m[2] = {
-		{.role = SKV_MESSAGE_SYSTEM, .content = summarize_system},
-		{.role = SKV_MESSAGE_USER, .content = user},
+	struct sum_cb cb = {
+		.prog = {.name = name, .tty = isatty(STDERR_FILENO), .last_pct = -1},
+		.quiet = o->quiet,
 	};
-	struct progress prog = {.name = long_input && isatty(STDERR_FILENO) ? name : NULL, .start_ns = skv_now_ns()};
-	struct result res;
-	o->req.kind = SKV_PROMPT_CHAT;
-	o->req.messages = m;
-	o->req.n_messages = 2;
-	run_request(c, &o->req, true, &prog, &res);
-	end_line(&res);
-	r = report(name, &res);
-	if (r == EXIT_OK && long_input)
-		fprintf(stderr, "summarize: %s: %u prompt tokens, %u generated, first token after %.2f s, %.2f s in all\n",
-			name, res.prompt_tokens, res.completion_tokens, res.ttft_us / 1e6, res.total_us / 1e6);
-	if (r == EXIT_FAILED && res.lib_error && res.lib_error != -E2BIG && res.lib_error != -EINVAL)
-		r = -1; /* the session is gone: stop */
-	result_done(&res);
-	return r;
+	cb.text.prog = &cb.prog;
+	struct skv_summarize_opts so = o->sum;
+	so.sampling = &o->req;
+	so.max_tokens = o->req.max_tokens;
+	so.title = name;
+	so.on_progress = sum_cb_progress;
+	so.on_text = sum_cb_text;
+	so.userdata = &cb;
+	so.cancel = (const volatile int *)&interrupted;
+	struct skv_summary sum;
+	uint64_t t0 = skv_now_ns();
+	r = skv_summarize(c, doc, len, &so, &sum);
+	sum_progress_clear(&cb.prog);
+	if (cb.text.any && cb.text.last != '\n')
+		fputc('\n', stdout);
+	fflush(stdout);
+	if (r == -ECANCELED) {
+		fprintf(stderr, "skv: %s: cancelled\n", name);
+		return EXIT_INTERRUPTED;
+	}
+	if (r < 0) {
+		fprintf(stderr, "skv: summarize: %s: %s\n", name, skv_client_errmsg(c));
+		return r == -ECONNRESET || r == -EPROTO || r == -ENOTCONN ? -1 : EXIT_FAILED; /* -1: the session is gone */
+	}
+	if (long_input || sum.levels)
+		fprintf(stderr,
+			"summarize: %s: %llu tokens%s, %u level%s of chunk summaries (%u chunk requests, %u re-run), %llu "
+			"prompt tokens, %llu generated, %.2f s\n",
+			name, (unsigned long long)sum.document_tokens, sum.input_tokens < sum.document_tokens ? " (truncated)" : "",
+			sum.levels, sum.levels == 1 ? "" : "s", sum.chunk_requests, sum.rerun_requests,
+			(unsigned long long)sum.prompt_tokens, (unsigned long long)sum.completion_tokens,
+			(double)(skv_now_ns() - t0) / 1e9);
+	skv_summary_done(&sum);
+	return EXIT_OK;
 }
 
 static int cmd_summarize(int argc, char **argv, struct opts *o)
@@ -854,6 +1000,12 @@ static int cmd_summarize(int argc, char **argv, struct opts *o)
 						 {"quiet", no_argument, NULL, 'q'},
 						 {"format", required_argument, NULL, OPT_FORMAT},
 						 {"charset", required_argument, NULL, OPT_CHARSET},
+						 {"max-input-tokens", required_argument, NULL, OPT_MAX_INPUT_TOKENS},
+						 {"truncate", required_argument, NULL, OPT_TRUNCATE},
+						 {"chunk-tokens", required_argument, NULL, OPT_CHUNK_TOKENS},
+						 {"overlap-tokens", required_argument, NULL, OPT_OVERLAP_TOKENS},
+						 {"chunk-max-tokens", required_argument, NULL, OPT_CHUNK_MAX_TOKENS},
+						 {"max-document-tokens", required_argument, NULL, OPT_MAX_DOCUMENT_TOKENS},
 						 {}};
 	struct skv_client *c = NULL;
 	bool failed = false;
@@ -864,6 +1016,10 @@ static int cmd_summarize(int argc, char **argv, struct opts *o)
 		return r < 0 ? EXIT_OK : r;
 	if (optind >= argc)
 		return usage_error("summarize: no FILE (use '-' for stdin)");
+	if (o->sum.truncate && !o->sum.max_input_tokens)
+		return usage_error("summarize: --truncate needs --max-input-tokens");
+	if (o->sum.max_input_tokens && !o->sum.truncate)
+		o->sum.truncate = SKV_TRUNCATE_HEAD;
 	r = open_client(o, &c);
 	if (r)
 		return r;

@@ -77,6 +77,16 @@ enum skv_request_flags {
 	SKV_REQUEST_SEED = 1u << 3,	   /* .seed is set: the request reproduces when run alone */
 	SKV_REQUEST_IGNORE_EOS = 1u << 4,  /* generate through end-of-sequence tokens */
 	SKV_REQUEST_STREAM_IDS = 1u << 5,  /* DELTA events carry the token ids too */
+	/* Count only: skvd tokenizes the prompt exactly as it would for generation (the chat
+	 * template included) and ends the request at once, without running it: its FINAL event
+	 * has finish STOP and prompt_tokens = the prompt's length (no DELTA). max_prompt_tokens and
+	 * the context are not checked; every other field is. submit returns -EOPNOTSUPP when skvd
+	 * does not offer it (an older skvd). */
+	SKV_REQUEST_COUNT_ONLY = 1u << 6,
+	/* PROGRESS events while the prompt is computed: one per prefill chunk of the engine but
+	 * the last (a prompt that fits one chunk gets none). submit returns -EOPNOTSUPP when skvd
+	 * does not offer them. */
+	SKV_REQUEST_PROGRESS = 1u << 7,
 };
 
 /* A request, filled by the caller (start from skv_request_init). Every pointer is borrowed
@@ -118,6 +128,9 @@ SKV_EXPORT void skv_request_init(struct skv_request *req);
 enum skv_event_type {
 	SKV_EVENT_DELTA = 1, /* text (and ids) generated for a request */
 	SKV_EVENT_FINAL = 2, /* the request ended; it is no longer in flight */
+	SKV_EVENT_PROGRESS = 3, /* prompt_done of prompt_tokens computed (SKV_REQUEST_PROGRESS only);
+				 * it may start lower again when skvd re-runs the request on another
+				 * worker */
 };
 
 enum skv_finish_reason {
@@ -175,7 +188,9 @@ struct skv_event {
 	uint64_t t_seen_ns;
 	uint64_t t_taken_ns;
 
-	uint64_t reserved[4];
+	uint32_t prompt_done; /* SKV_EVENT_PROGRESS: prompt tokens computed so far (< prompt_tokens) */
+	uint32_t reserved32;
+	uint64_t reserved[3];
 };
 
 /* Names for logs and JSON ("stop", "length", "cancelled", "error"; "invalid_request",
@@ -300,7 +315,7 @@ SKV_EXPORT int skv_client_next(struct skv_client *c, struct skv_event *ev, int t
 typedef int (*skv_event_fn)(struct skv_client *c, const struct skv_event *ev, void *userdata);
 
 /* The blocking convenience: submits req, calls on_delta (may be NULL) for each of its DELTA
- * events, and returns 0 when its FINAL event arrived, copied into *ret_final (may be NULL;
+ * events (PROGRESS events are skipped), and returns 0 when its FINAL event arrived, copied into *ret_final (may be NULL;
  * its pointers live until the next call on c). It waits for room in the submission ring or
  * the data area instead of returning -EAGAIN, and resumes waiting after signals. Use it on a
  * handle with no other request in flight (-EBUSY otherwise). Errors: those of
@@ -308,6 +323,138 @@ typedef int (*skv_event_fn)(struct skv_client *c, const struct skv_event *ev, vo
  * The request's own outcome (stop, length, error ...) is in ret_final->finish and ->error. */
 SKV_EXPORT int skv_client_generate(struct skv_client *c, const struct skv_request *req, skv_event_fn on_delta,
 				   void *userdata, struct skv_event *ret_final);
+
+/* ---- long documents (libskv-summarize.c; docs/documents.md tells the design) ----
+ *
+ * A document of any length (up to max_document_tokens) is summarized hierarchically on one
+ * session: cut at paragraph, then sentence, then word boundaries into chunks that fit the
+ * context with room for the instructions and the answer, counted by skvd's own tokenizer
+ * (SKV_REQUEST_COUNT_ONLY, so the client needs no tokenizer); the chunks are summarized
+ * concurrently (skvd batches them), then the summaries are summarized the same way until they
+ * fit one request, whose answer is the summary. */
+
+#define SKV_SUMMARIZE_MAX_DOCUMENT_TOKENS 2000000u /* the default limit of a document */
+#define SKV_SUMMARIZE_MAX_TOKENS 512u		   /* the default length of the summary */
+
+/* What to keep of a document longer than max_input_tokens (the cheap alternative to summarizing
+ * all of it): cut at word boundaries, counted in tokens. */
+enum skv_truncate {
+	SKV_TRUNCATE_NONE = 0,	    /* keep everything (max_input_tokens is ignored) */
+	SKV_TRUNCATE_HEAD = 1,	    /* the first max_input_tokens tokens */
+	SKV_TRUNCATE_TAIL = 2,	    /* the last ones */
+	SKV_TRUNCATE_HEAD_TAIL = 3, /* half from the start, half from the end, a blank line between */
+};
+
+enum skv_summarize_stage {
+	SKV_SUMMARIZE_COUNTING = 1, /* counting the pieces of a level's text (progress in bytes) */
+	SKV_SUMMARIZE_CHUNKS = 2,   /* summarizing a level's chunks (level 0: the document's) */
+	SKV_SUMMARIZE_FINAL = 3,    /* the last request: its text is the summary */
+	SKV_SUMMARIZE_DONE = 4,
+};
+
+/* How far the work is. Progress advances when a request ends (a chunk summarized, a piece
+ * counted) and, with a skvd that reports it, inside each long prefill (SKV_EVENT_PROGRESS: the
+ * request's share in proportion to its prompt computed). */
+struct skv_summarize_progress {
+	enum skv_summarize_stage stage;
+	uint32_t level;	       /* 0: the document itself; n: summaries made at level n - 1 */
+	uint64_t tokens_done;  /* of this stage and level: text tokens summarized (COUNTING: bytes counted) */
+	uint64_t tokens_total; /* of this stage and level (CHUNKS at level 0: the document's tokens) */
+	uint32_t chunks_done;  /* SKV_SUMMARIZE_CHUNKS: chunks summarized of chunks_total */
+	uint32_t chunks_total;
+	uint64_t document_tokens; /* the input's length in tokens (0 until counted) */
+	uint64_t reserved[4];
+};
+
+/* Called at each step. Return 0 to go on; non-zero cancels everything (skv_summarize then
+ * returns -ECANCELED once every request it had in flight has ended). */
+typedef int (*skv_summarize_progress_fn)(const struct skv_summarize_progress *p, void *userdata);
+/* Called with each piece of the final summary's text as it streams; non-zero cancels. */
+typedef int (*skv_summarize_text_fn)(const char *text, size_t len, void *userdata);
+
+/* Default prompts (each is the user message's first paragraph; the text follows it). */
+#define SKV_SUMMARIZE_SYSTEM                                                                                    \
+	"You are a careful assistant that writes concise, faithful summaries of documents. You keep the main " \
+	"points, the key facts and figures and the conclusions, and you add nothing that the document does not say."
+#define SKV_SUMMARIZE_DOCUMENT_PROMPT                                                                \
+	"Summarize the following document concisely. Keep its main points, key facts and figures, and " \
+	"conclusions."
+#define SKV_SUMMARIZE_CHUNK_PROMPT                                                                           \
+	"The following text is one part of a longer document. Summarize this part concisely. Keep its main " \
+	"points, key facts and figures, and conclusions."
+#define SKV_SUMMARIZE_COMBINE_PROMPT                                                                          \
+	"The following are summaries of consecutive parts of one document, in order. Combine them into one " \
+	"concise summary of the whole document. Keep the main points, key facts and figures, and conclusions; " \
+	"do not repeat yourself."
+
+/* Options (start from skv_summarize_opts_init). Strings are borrowed for the call. */
+struct skv_summarize_opts {
+	/* sampling for every request: flags (TEMPERATURE, TOP_P, TOP_K, SEED, IGNORE_EOS),
+	 * temperature, top_p, top_k, seed, timeout_ms, stop, n_stop; its prompt fields, max_tokens
+	 * and user_data are ignored. NULL: the model's defaults. */
+	const struct skv_request *sampling;
+	uint32_t max_tokens;	   /* the summary's length; 0: SKV_SUMMARIZE_MAX_TOKENS (capped to fit) */
+	uint32_t chunk_max_tokens; /* each chunk summary's; 0: max_tokens, at most a quarter of a chunk */
+	uint32_t chunk_tokens;	   /* the most text tokens per chunk; 0: as many as fit the context */
+	uint32_t overlap_tokens;   /* up to this many tokens (whole pieces) of a chunk's end start the
+				    * next chunk too; 0: none */
+	uint64_t max_document_tokens; /* 0: SKV_SUMMARIZE_MAX_DOCUMENT_TOKENS; more is refused (-EFBIG) */
+	uint32_t max_input_tokens;    /* with truncate: cut the input to this many tokens first */
+	enum skv_truncate truncate;
+	uint32_t max_retries; /* re-runs of a chunk whose worker was lost; 0: 3 */
+	const char *system;	     /* the system message; NULL: SKV_SUMMARIZE_SYSTEM, "": none */
+	const char *document_prompt; /* NULL: the defaults above */
+	const char *chunk_prompt;
+	const char *combine_prompt;
+	const char *title; /* NULL, or a name for the document, quoted in the prompts */
+	skv_summarize_progress_fn on_progress; /* may be NULL */
+	skv_summarize_text_fn on_text;	       /* may be NULL */
+	void *userdata;			       /* for both */
+	const volatile int *cancel; /* NULL, or a flag (e.g. set by a signal handler): non-zero cancels */
+	uint64_t reserved[8];
+};
+
+SKV_EXPORT void skv_summarize_opts_init(struct skv_summarize_opts *o);
+
+/* The outcome of skv_summarize; release it with skv_summary_done. */
+struct skv_summary {
+	char *text; /* the summary, [len] bytes, NUL-terminated (malloc'd) */
+	size_t len;
+	enum skv_finish_reason finish; /* the final request's: STOP or LENGTH */
+	uint32_t levels;	       /* levels of chunk summaries before the final request (0: none) */
+	uint64_t document_tokens;      /* the input's length, counted by skvd */
+	uint64_t input_tokens;	       /* after truncation */
+	uint32_t chunk_requests;       /* chunk summaries submitted, over all levels, re-runs included */
+	uint32_t rerun_requests;       /* of those, re-runs after worker_lost */
+	uint32_t count_requests;       /* count-only requests */
+	uint64_t prompt_tokens;	       /* over every generation request, the final one included */
+	uint64_t completion_tokens;
+	uint64_t reserved[4];
+};
+
+SKV_EXPORT void skv_summary_done(struct skv_summary *s);
+
+/* Summarizes text[0..len) (UTF-8; paragraphs separated by blank lines, as skv's document
+ * readers write them) on c, which must have no request in flight. Fills *ret on success.
+ * Errors, with skv_client_errmsg saying what and the numbers:
+ *   -ECANCELED	 on_progress or on_text returned non-zero, or *cancel was set: every request
+ *		 was cancelled and has ended;
+ *   -EFBIG	 the document has more tokens than max_document_tokens;
+ *   -E2BIG	 the context cannot hold the instructions, a chunk and its answer;
+ *   -EIO	 a request failed (its error, or a chunk lost its worker more than max_retries
+ *		 times): the message names the level, the chunk and skvd's error;
+ *   -EINVAL	 a bad option or no text; -EBUSY requests in flight on c (text that is not
+ *		 UTF-8 is refused by skvd when counted: -EIO);
+ *   -EOPNOTSUPP  skvd cannot count (an older skvd);
+ *   -ECONNRESET, -EPROTO, -ENOMEM ... as for skv_client_next. */
+SKV_EXPORT int skv_summarize(struct skv_client *c, const char *text, size_t len, const struct skv_summarize_opts *o,
+			     struct skv_summary *ret);
+
+/* Cuts text[0..len) to at most max_tokens tokens (counted by skvd as a raw prompt, without BOS)
+ * the way `how` says, at word boundaries; text that fits is copied whole. *ret (malloc'd,
+ * NUL-terminated) and *ret_len on success. Errors as skv_summarize. */
+SKV_EXPORT int skv_truncate_text(struct skv_client *c, const char *text, size_t len, uint32_t max_tokens,
+				 enum skv_truncate how, char **ret, size_t *ret_len);
 
 #ifdef __cplusplus
 }

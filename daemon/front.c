@@ -297,6 +297,7 @@ static int handshake(struct skvd *d, struct skvd_session *s, const struct skv_he
 				.max_stop = d->cfg.max_stop,
 				.max_stop_bytes = d->cfg.max_stop_bytes,
 				.max_in_flight = d->cfg.max_in_flight,
+				.features = SKV_WIRE_FEATURE_COUNT_ONLY | SKV_WIRE_FEATURE_PROGRESS,
 			},
 		.session_id = s->id,
 	};
@@ -418,6 +419,22 @@ static int handle_submit(struct skvd *d, struct skvd_session *s, const struct sk
 		return rc;
 	if (rc == 0) {
 		reject(d, s, r->id, error, "%s", msg);
+		return 0;
+	}
+	if (in.flags & SKV_REQ_COUNT_ONLY) {
+		/* counted: the answer is the prompt's length, no worker involved */
+		uint64_t now = skv_now_ns();
+		struct skv_wire_final f = {
+			.version = SKV_WIRE_VERSION,
+			.type = SKV_EV_FINAL,
+			.id = r->id,
+			.finish = SKV_WIRE_FINISH_STOP,
+			.prompt_tokens = in.n_prompt,
+			.seen_ns = now,
+			.skvd_ns = now,
+		};
+		skvd_session_emit(d, s, &f);
+		skvd_req_input_done(&in);
 		return 0;
 	}
 	if (skvd_request_start(d, s, &in, &error, msg, sizeof(msg)) < 0)

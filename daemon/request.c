@@ -322,6 +322,21 @@ void skvd_request_on_event(struct skvd *d, struct skvd_replica *rp, const struct
 		q->t_scheduled_ns = ev->ns;
 		return;
 	}
+	if (ev->flags & SKV_CTL_EVT_PREFILL) {
+		if (q->flags & SKV_REQ_PROGRESS && q->sess && ev->n_generated < q->n_prompt) {
+			struct skv_wire_progress p = {
+				.version = SKV_WIRE_VERSION,
+				.type = SKV_EV_PROGRESS,
+				.id = q->client_id,
+				.prompt_done = ev->n_generated,
+				.prompt_tokens = q->n_prompt,
+				.worker_ns = ev->ns,
+				.skvd_ns = skv_now_ns(),
+			};
+			skvd_session_emit(d, q->sess, &p);
+		}
+		return;
+	}
 	q->t_worker_ns = ev->ns;
 
 	if (ev->token >= 0) {

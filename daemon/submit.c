@@ -197,6 +197,8 @@ int skvd_submit_decode(struct skvd *d, const struct skv_wire_submit *r, const ch
 		skvd_req_input_done(in);
 		return refuse(ret_error, SKV_WIRE_ERR_INVALID, msg, msg_len, "prompt: empty");
 	}
+	if (in->flags & SKV_REQ_COUNT_ONLY)
+		return 1; /* only counted: the limits below are the caller's to apply */
 	if (in->n_prompt > c->max_prompt_tokens) {
 		uint32_t n = in->n_prompt;
 		skvd_req_input_done(in);

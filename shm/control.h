@@ -86,6 +86,8 @@ enum skv_ctl_finish {
 
 #define SKV_CTL_EVT_TAKEN 1u	   /* the worker took request id from its ring (no token) */
 #define SKV_CTL_EVT_SCHEDULED 2u /* request id runs its first step now (no token) */
+#define SKV_CTL_EVT_PREFILL 4u	 /* a chunk of id's prompt ran: n_generated holds the prompt
+				  * tokens computed so far (no token; more of the prompt remains) */
 
 struct skv_ctl_evt {
 	uint64_t id;

@@ -72,7 +72,14 @@ struct skv_wire_limits {
 	uint32_t max_stop;	   /* stop strings per request */
 	uint32_t max_stop_bytes;   /* per stop string */
 	uint32_t max_in_flight;	   /* requests per session */
-	uint32_t reserved;
+	uint32_t features;	   /* enum skv_wire_features (0 from a skvd that predates them) */
+};
+
+/* What skvd understands beyond version 1's first form; a client uses a feature only when its
+ * bit is set in the welcome (an older skvd closes a client that sends an unknown flag). */
+enum skv_wire_features {
+	SKV_WIRE_FEATURE_COUNT_ONLY = 1u << 0, /* SKV_REQ_COUNT_ONLY */
+	SKV_WIRE_FEATURE_PROGRESS = 1u << 1,   /* SKV_REQ_PROGRESS and SKV_EV_PROGRESS records */
 };
 _Static_assert(sizeof(struct skv_wire_limits) == 32, "limits are pinned");
 
@@ -131,7 +138,14 @@ enum skv_req_flags {
 	SKV_REQ_SEED = 1u << 3,
 	SKV_REQ_IGNORE_EOS = 1u << 4,
 	SKV_REQ_STREAM_IDS = 1u << 5, /* deltas carry token ids */
-	SKV_REQ__ALL = (1u << 6) - 1,
+	/* tokenize and render the prompt as for generation, then end at once: the final record
+	 * (finish STOP) carries prompt_tokens; no worker sees it, max_prompt_tokens and the context
+	 * are not checked. Only sent to a skvd whose welcome has SKV_WIRE_FEATURE_COUNT_ONLY. */
+	SKV_REQ_COUNT_ONLY = 1u << 6,
+	/* PROGRESS records while the prompt is computed, one per prefill chunk but the last. Only
+	 * sent to a skvd whose welcome has SKV_WIRE_FEATURE_PROGRESS. */
+	SKV_REQ_PROGRESS = 1u << 7,
+	SKV_REQ__ALL = (1u << 8) - 1,
 };
 
 struct skv_wire_submit {
@@ -163,6 +177,7 @@ _Static_assert(sizeof(struct skv_wire_submit) == SKV_WIRE_RECORD, "submit record
 enum skv_ev_type {
 	SKV_EV_DELTA = 1, /* text (and ids) generated for a request */
 	SKV_EV_FINAL = 2, /* the request ended: finish reason, usage, timings, error */
+	SKV_EV_PROGRESS = 3, /* part of the prompt was computed (SKV_REQ_PROGRESS requests only) */
 };
 
 enum skv_wire_finish {
@@ -224,6 +239,19 @@ struct skv_wire_final {
 	uint64_t skvd_ns;
 };
 _Static_assert(sizeof(struct skv_wire_final) == SKV_WIRE_RECORD, "final record is pinned");
+
+struct skv_wire_progress {
+	uint16_t version;
+	uint16_t type; /* SKV_EV_PROGRESS */
+	uint32_t flags;
+	uint64_t id;
+	uint32_t prompt_done;	/* prompt tokens computed so far, < prompt_tokens */
+	uint32_t prompt_tokens; /* the prompt's length */
+	uint8_t reserved[216];
+	uint64_t worker_ns; /* CLOCK_MONOTONIC: the worker finished that chunk */
+	uint64_t skvd_ns;   /* skvd wrote this record */
+};
+_Static_assert(sizeof(struct skv_wire_progress) == SKV_WIRE_RECORD, "progress record is pinned");
 
 /* Names used in JSON and logs. */
 const char *skv_wire_finish_name(uint32_t finish);

@@ -1176,6 +1176,69 @@ static void test_generate(void **state)
 	srv_done(&s);
 }
 
+/* COUNT_ONLY and PROGRESS only go to a skvd whose welcome offers them; PROGRESS records reach
+ * only requests that asked, generate skips them, and one past the prompt is a protocol error. */
+static void test_optional_features(void **state)
+{
+	(void)state;
+	struct srv s;
+	struct skv_request req;
+	struct skv_wire_submit rec;
+	struct skv_event ev;
+	uint64_t id;
+
+	srv_init(&s, 8, 4096, 16); /* features 0: an older skvd */
+	struct skv_client *c = srv_connect(&s);
+	skv_request_init(&req);
+	req.text = "q";
+	req.flags = SKV_REQUEST_COUNT_ONLY;
+	assert_int_equal(skv_client_submit(c, &req, &id), -EOPNOTSUPP);
+	assert_non_null(strstr(skv_client_errmsg(c), "SKV_REQUEST_COUNT_ONLY"));
+	req.flags = SKV_REQUEST_PROGRESS;
+	assert_int_equal(skv_client_submit(c, &req, &id), -EOPNOTSUPP);
+	struct skv_summary sum;
+	assert_int_equal(skv_summarize(c, "Some text.", 10, NULL, &sum), -EOPNOTSUPP);
+	assert_int_equal(srv_take(&s, &rec, NULL), 0); /* nothing was sent */
+	skv_client_free(c);
+	srv_done(&s);
+
+	srv_init(&s, 8, 4096, 16);
+	s.w.limits.features = SKV_WIRE_FEATURE_COUNT_ONLY | SKV_WIRE_FEATURE_PROGRESS;
+	c = srv_connect(&s);
+	req.flags = SKV_REQUEST_COUNT_ONLY | SKV_REQUEST_PROGRESS;
+	assert_int_equal(skv_client_submit(c, &req, &id), 0);
+	assert_int_equal(srv_take(&s, &rec, NULL), 1);
+	assert_int_equal(rec.flags, SKV_REQ_COUNT_ONLY | SKV_REQ_PROGRESS);
+	struct skv_wire_progress p = {.version = SKV_WIRE_VERSION, .type = SKV_EV_PROGRESS, .id = id, .prompt_done = 256,
+				      .prompt_tokens = 700};
+	srv_push(&s, &p);
+	assert_int_equal(skv_client_next(c, &ev, 1000), 0);
+	assert_int_equal(ev.type, SKV_EVENT_PROGRESS);
+	assert_int_equal(ev.prompt_done, 256);
+	assert_int_equal(ev.prompt_tokens, 700);
+	srv_final(&s, id, SKV_WIRE_FINISH_STOP, 0, "");
+	assert_int_equal(skv_client_next(c, &ev, 1000), 0);
+	assert_int_equal(ev.type, SKV_EVENT_FINAL);
+	/* generate skips progress */
+	req.flags = SKV_REQUEST_PROGRESS;
+	srv_push(&s, &(struct skv_wire_progress){.version = SKV_WIRE_VERSION, .type = SKV_EV_PROGRESS, .id = 2,
+						  .prompt_done = 1, .prompt_tokens = 9});
+	srv_delta(&s, 2, "x", NULL, 0);
+	srv_final(&s, 2, SKV_WIRE_FINISH_LENGTH, 0, "");
+	struct collect k = {0};
+	assert_int_equal(skv_client_generate(c, &req, on_delta, &k, &ev), 0);
+	assert_string_equal(k.text, "x");
+	assert_int_equal(ev.type, SKV_EVENT_FINAL);
+	/* progress for a request that did not ask: the session is broken */
+	id = submit_text(c, "plain");
+	p.id = id;
+	srv_push(&s, &p);
+	assert_int_equal(skv_client_next(c, &ev, 1000), -EPROTO);
+	assert_non_null(strstr(skv_client_errmsg(c), "did not ask"));
+	skv_client_free(c);
+	srv_done(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1195,6 +1258,7 @@ int main(void)
 		cmocka_unit_test(test_events),
 		cmocka_unit_test(test_hostile_events),
 		cmocka_unit_test(test_generate),
+		cmocka_unit_test(test_optional_features),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -448,8 +448,14 @@ restart:
 	for (uint32_t i = 0; i < n_plan; i++) {
 		q = s->plan[i];
 		q->n_computed += q->chunk;
-		if (!s->steps[i].want_logits)
+		if (!s->steps[i].want_logits) {
+			/* a long prompt's progress: one event per chunk (as many as a token would make) */
+			struct skv_sched_event ev = {
+				.id = q->id, .token = -1, .n_prompt = q->n_prompt, .prefill = true, .n_prefilled = q->n_computed};
+			if (cb)
+				cb(userdata, &ev);
 			continue;
+		}
 		const float *lr = out.logits ? out.logits + (size_t)row * V : NULL;
 		int32_t tok = out.ids[row++];
 		q->tokens[q->n_total++] = tok;

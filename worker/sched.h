@@ -73,6 +73,8 @@ struct skv_sched_event {
 	uint32_t n_prompt;
 	uint32_t n_generated;
 	bool scheduled; /* the request's first step is about to run (no token, no finish) */
+	bool prefill;	/* a chunk of the prompt ran and more remains: n_prefilled of n_prompt done */
+	uint32_t n_prefilled;
 };
 typedef void (*skv_sched_event_fn)(void *userdata, const struct skv_sched_event *ev);
 

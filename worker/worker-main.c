@@ -162,6 +162,11 @@ static void on_event(void *userdata, const struct skv_sched_event *ev)
 		push_event(w, &s);
 		return;
 	}
+	if (ev->prefill) {
+		struct skv_ctl_evt p = {.id = ev->id, .token = -1, .n_generated = ev->n_prefilled, .flags = SKV_CTL_EVT_PREFILL};
+		push_event(w, &p);
+		return;
+	}
 	struct skv_ctl_evt e = {
 		.id = ev->id,
 		.token = ev->token,

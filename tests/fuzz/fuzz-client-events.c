@@ -62,7 +62,8 @@ static void srv_setup(void)
 		.status = SKV_WELCOME_OK,
 		.layout = *L,
 		.limits = {.max_prompt_tokens = 64, .max_new_tokens = 64, .max_context = 128, .max_request_bytes = 3000,
-			   .max_stop = 2, .max_stop_bytes = 8, .max_in_flight = 6},
+			   .max_stop = 2, .max_stop_bytes = 8, .max_in_flight = 6,
+			   .features = SKV_WIRE_FEATURE_COUNT_ONLY | SKV_WIRE_FEATURE_PROGRESS},
 		.session_id = 1,
 	};
 	memcpy(S.w.model, "fuzz", 5);
@@ -219,6 +220,9 @@ static void check_event(struct model *m, const struct skv_event *ev)
 		for (uint32_t k = 0; k < ev->n_ids; k++)
 			sink ^= (char)ev->ids[k];
 		(void)sink;
+	} else if (ev->type == SKV_EVENT_PROGRESS) {
+		if (!(m->flags[i] & SKV_REQUEST_PROGRESS) || ev->prompt_done >= ev->prompt_tokens)
+			abort(); /* progress for a request that did not ask, or past its prompt */
 	} else if (ev->type == SKV_EVENT_FINAL) {
 		if (ev->finish < SKV_FINISH_REASON_STOP || ev->finish > SKV_FINISH_REASON_ERROR ||
 		    (ev->finish == SKV_FINISH_REASON_ERROR) != (ev->error != SKV_ERROR_CODE_NONE) ||
@@ -281,7 +285,7 @@ static void fuzz_session(struct input *in)
 			memset(text, 'x', sizeof(text));
 			req.text = text;
 			req.text_len = 1 + (size_t)b * 2;
-			req.flags = a & SKV_REQUEST_STREAM_IDS;
+			req.flags = a & (SKV_REQUEST_STREAM_IDS | SKV_REQUEST_PROGRESS);
 			req.n_stop = (a >> 6) % 3;
 			req.stop = stop;
 			uint64_t id = 0;
