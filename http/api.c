@@ -513,6 +513,8 @@ int skv_http_req_parse(enum skv_http_endpoint endpoint, const char *body, size_t
 		return rc;
 	}
 	*ret = r;
+	/* the only pointer into the struct itself */
+	ret->req.stop = ret->req.n_stop ? ret->stop : NULL;
 	return 0;
 }
 

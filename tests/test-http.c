@@ -233,6 +233,7 @@ static void test_chat_request(void **state)
 	assert_true((r.req.flags & SKV_REQUEST_SEED) && r.req.seed == (uint64_t)-3);
 	assert_int_equal(r.req.n_stop, 2);
 	assert_string_equal(r.req.stop[1], "yz");
+	assert_ptr_equal(r.req.stop, r.stop); /* into the caller's copy, not the parser's frame */
 	assert_true(r.stream && r.include_usage);
 	skv_http_req_done(&r);
 
