@@ -730,13 +730,9 @@ static enum MHD_Result health(struct skv_http_server *s, struct MHD_Connection *
 			bool drain = json_object_object_get_ex(st, "draining", &draining) && json_object_get_boolean(draining);
 			json_object_put(st);
 			if (drain)
-				snprintf(why, sizeof(why), "skvd is draining");
-			else if (!ready)
-				snprintf(why, sizeof(why), "skvd has no ready replica");
-			else
-				ready = ready > 0 ? ready : 0;
-			if (drain)
 				ready = 0;
+			if (!ready)
+				snprintf(why, sizeof(why), drain ? "skvd is draining" : "skvd has no ready replica");
 		}
 	} else {
 		struct skv_client *cl = NULL;
@@ -864,6 +860,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 	if (*upload_size) {
 		size_t n = *upload_size;
 		*upload_size = 0;
+		if (c->status)
+			return MHD_YES; /* answered already (401, 413): the body is not kept */
 		if (c->too_big || c->len + n > s->cfg.max_body_bytes) {
 			c->too_big = true;
 			return MHD_YES;
@@ -931,7 +929,10 @@ int skv_http_server_reload_keys(struct skv_http_server *s, struct skv_err *err)
 
 static int start_listener(struct skv_http_server *s, const struct skv_http_listen *l, int fd, struct skv_err *err)
 {
-	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	/* poll, not select: every generation holds a skvd session's fds too, so connection fds
+	 * pass FD_SETSIZE (1024) long before max_connections */
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+			 MHD_USE_ERROR_LOG;
 	struct MHD_OptionItem ops[12];
 	size_t n = 0;
 	uint16_t port = 0;

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
@@ -79,6 +80,14 @@ int main(int argc, char **argv)
 		skv_http_keys_done(&k);
 		printf("%s: ok\n", path);
 		return 0;
+	}
+
+	/* a connection and its skvd session take about five fds: the soft limit (often 1024)
+	 * up to the hard one */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 
 	/* every thread libmicrohttpd starts inherits this mask: signals reach only sigtimedwait */

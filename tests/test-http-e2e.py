@@ -59,7 +59,7 @@ def write(path, text):
 
 sock, admin = f"{tmp}/skvd.sock", f"{tmp}/admin.sock"
 skvd_log, http_log = f"{tmp}/skvd.log", f"{tmp}/http.log"
-write(f"{tmp}/skvd.ini", f"""[model]
+SKVD_INI = """[model]
 path = {model_dir}
 [engine]
 backend = cpu
@@ -70,12 +70,20 @@ socket = {sock}
 admin_socket = {admin}
 allow_group =
 admin_group =
-queue_requests = 2
+max_clients = 1024
+queue_requests = {queue}
 [limits]
 max_new_tokens = 8000
 [supervisor]
 drain_timeout_ms = 2000
-""")
+"""
+
+
+def write_skvd_ini(queue):
+    write(f"{tmp}/skvd.ini", SKVD_INI.format(model_dir=model_dir, sock=sock, admin=admin, queue=queue))
+
+
+write_skvd_ini(512)
 port = free_port()
 base = f"http://127.0.0.1:{port}"
 write(f"{tmp}/keys", f"# test keys\n{KEY}\n")
@@ -87,8 +95,8 @@ socket = {sock}
 admin_socket = {admin}
 connect_timeout_ms = 2000
 [limits]
-max_concurrent_requests = 8
-max_connections = 64
+max_concurrent_requests = 300
+max_connections = 400
 """)
 
 
@@ -329,7 +337,9 @@ try:
     assert m["skv_http_client_disconnects"].samples[0].value >= 1
     log("ok: disconnect mid-stream cancels in skvd")
 
-    # --- busy: skvd queues at most 2 requests; a third gets 429 with Retry-After
+    # --- busy: skvd reloaded to queue at most 2 requests; a third gets 429 with Retry-After
+    write_skvd_ini(2)
+    assert ctl("reload", "--wait").returncode == 0
     long = {"model": name, "prompt": prompt, "max_tokens": 7000, "stream": True, "ignore_eos": True}
     holders = []
     for _ in range(2):
@@ -347,6 +357,8 @@ try:
     e = expect(openai.RateLimitError, 429, lambda: client.completions.create(model=name, prompt="x", max_tokens=2))
     for h in holders:
         h.close()
+    write_skvd_ini(512)
+    assert ctl("reload", "--wait").returncode == 0
     log("ok: 429 busy with Retry-After:", hdr["Retry-After"])
 
     # --- /metrics: Prometheus text that a Prometheus parser reads, the gateway's and skvd's
@@ -367,6 +379,97 @@ try:
     assert m["skv_http_skvd_metrics_up"].samples[0].value == 1
     assert "skv:num_requests_running" in m and "skv:e2e_request_latency_seconds" in m, sorted(m)
     log("ok: /metrics parses (gateway and skvd)")
+
+    # --- load: 256 concurrent streams through the gateway, each seeded, the same text as
+    # through libskv alone (the CPU backend's rows do not depend on the batch)
+    import threading
+    N = 256
+    results = [None] * N
+
+    def stream_one(i):
+        try:
+            b = json.dumps({"model": name, "prompt": f"Request {i}: once upon a time", "max_tokens": 8,
+                            "temperature": 0.9, "top_k": 40, "top_p": 1.0, "seed": 5000 + i, "stream": True,
+                            "ignore_eos": True})
+            c = socket.create_connection(("127.0.0.1", port), timeout=120)
+            c.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                       f"Connection: close\r\nContent-Length: {len(b)}\r\n\r\n{b}").encode())
+            raw = b""
+            while chunk := c.recv(65536):
+                raw += chunk
+            c.close()
+            head, _, body = raw.partition(b"\r\n\r\n")
+            assert b" 200 " in head.split(b"\r\n")[0], head
+            text, done = "", False
+            # chunked transfer encoding: size line, data, CRLF
+            data = b""
+            while body:
+                size_line, _, body = body.partition(b"\r\n")
+                size = int(size_line, 16)
+                if size == 0:
+                    break
+                data += body[:size]
+                body = body[size + 2:]
+            for ev in data.decode().split("\n\n"):
+                if ev == "data: [DONE]":
+                    done = True
+                elif ev:
+                    text += json.loads(ev[6:])["choices"][0]["text"]
+            results[i] = (text, done)
+        except Exception as e:  # reported below
+            results[i] = e
+
+    threads = [threading.Thread(target=stream_one, args=(i,)) for i in range(N)]
+    t0 = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    took = time.time() - t0
+    errors = [r for r in results if not isinstance(r, tuple)]
+    if errors:
+        fail(f"{len(errors)} of {N} streams failed: {errors[:3]}", http_log, skvd_log)
+    assert all(done for _, done in results)
+    for i in range(N):
+        want = direct(f"Request {i}: once upon a time", 8, "--temperature", "0.9", "--top-k", "40", "--top-p", "1",
+                      "--seed", str(5000 + i), "--ignore-eos")["text"]
+        assert results[i][0] == want, (i, results[i][0], want)
+    log(f"ok: {N} concurrent streams, each the same text as libskv alone ({took:.1f} s)")
+
+    # --- TLS through libmicrohttpd's GnuTLS, when openssl can make a certificate
+    if subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                       "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", f"{tmp}/key.pem", "-out", f"{tmp}/cert.pem"],
+                      capture_output=True).returncode == 0:
+        tport = free_port()
+        write(f"{tmp}/tls.ini", f"""[http]
+listen = 127.0.0.1:{tport}
+allow_unauthenticated = yes
+tls_cert = {tmp}/cert.pem
+tls_key = {tmp}/key.pem
+[skvd]
+socket = {sock}
+admin_socket = {admin}
+""")
+        tls = subprocess.Popen([SKV_HTTP, "--config", f"{tmp}/tls.ini"], stderr=open(f"{tmp}/tls.log", "w"))
+        procs.append(tls)
+        for _ in range(100):
+            r = subprocess.run(["curl", "-sS", "--cacert", f"{tmp}/cert.pem", f"https://127.0.0.1:{tport}/health"],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert json.loads(r.stdout)["status"] == "ok", (r.stdout, r.stderr)
+        r = subprocess.run(["curl", "-sS", "--cacert", f"{tmp}/cert.pem", f"https://127.0.0.1:{tport}/v1/completions",
+                            "-d", json.dumps({"model": name, "prompt": prompt, "max_tokens": 3, "temperature": 0})],
+                           capture_output=True, text=True)
+        assert json.loads(r.stdout)["usage"]["completion_tokens"] >= 1, r.stdout + r.stderr
+        r = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{tport}/health"], capture_output=True, text=True)
+        assert r.returncode != 0 or "status" not in r.stdout, "plain HTTP answered on the TLS port"
+        tls.send_signal(signal.SIGTERM)
+        assert tls.wait(timeout=30) == 0
+        log("ok: TLS")
+    else:
+        log("note: openssl could not make a certificate: TLS not tested")
 
     # --- API keys reloaded on SIGHUP; a broken file keeps the old keys
     write(f"{tmp}/keys", f"{KEY2}\n")
