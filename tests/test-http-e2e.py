@@ -509,6 +509,11 @@ admin_socket = {admin}
 
     gw.send_signal(signal.SIGTERM)
     assert gw.wait(timeout=30) == 0, "skv-http did not exit 0 on SIGTERM"
+    # a sanitizer build reports and goes on (UBSan) or reports at exit (LeakSanitizer)
+    for path in (http_log, f"{tmp}/tls.log", skvd_log):
+        if os.path.exists(path) and any(w in open(path, errors="replace").read()
+                                        for w in ("runtime error:", "Sanitizer")):
+            fail(f"a sanitizer report in {path}", path)
     log("all passed")
 finally:
     for p in procs:
