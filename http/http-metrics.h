@@ -25,6 +25,10 @@ void skv_http_metrics_request(enum skv_http_route r, int status, double seconds)
 /* A generation's time to its first token, and its tokens. */
 void skv_http_metrics_ttft(enum skv_http_route r, double seconds);
 void skv_http_metrics_tokens(uint32_t prompt, uint32_t generated);
+/* The gateway's own share of a generation (skvd's timestamps against the gateway's clock, both
+ * CLOCK_MONOTONIC), and a streamed delta's delay from skvd to the connection. */
+void skv_http_metrics_overhead(double seconds);
+void skv_http_metrics_stream_delay(double seconds);
 /* A client went away before its generation ended (the request was cancelled in skvd). */
 void skv_http_metrics_disconnect(void);
 /* Requests refused by the gateway before skvd saw them, by reason ("auth", "busy", "invalid",

@@ -14,6 +14,10 @@
 static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 				 1,     2.5,    5,     10,   20,    30,   60,  120};
 #define N_BUCKETS SKV_ARRAY_SIZE(buckets)
+/* the gateway's own share of a request: microseconds */
+static const double fine_buckets[] = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+				      0.0025,  0.005,	 0.01,	  0.025,  0.05,	   0.1,	   1};
+_Static_assert(SKV_ARRAY_SIZE(fine_buckets) <= N_BUCKETS, "a histogram holds either bucket set");
 
 static const int codes[] = {200, 400, 401, 404, 405, 413, 429, 499, 500, 503, 504};
 #define N_CODES SKV_ARRAY_SIZE(codes)
@@ -22,6 +26,8 @@ static const char *const refusal_reasons[] = {"auth", "busy", "invalid", "body_t
 #define N_REFUSALS SKV_ARRAY_SIZE(refusal_reasons)
 
 struct histogram {
+	const double *le; /* the bucket bounds, NULL: buckets[] */
+	size_t n_le;
 	uint64_t counts[N_BUCKETS + 1]; /* per bucket, not cumulative; the last is +Inf */
 	double sum;
 	uint64_t n;
@@ -32,10 +38,13 @@ static struct {
 	uint64_t requests[SKV_HTTP_ROUTE_COUNT][N_CODES + 1]; /* the last: any other code */
 	struct histogram duration[SKV_HTTP_ROUTE_COUNT];
 	struct histogram ttft[2];
+	struct histogram overhead, stream_delay;
 	uint64_t prompt_tokens, generation_tokens, disconnects;
 	uint64_t refused[N_REFUSALS];
 	int64_t in_progress;
-} m = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} m = {.lock = PTHREAD_MUTEX_INITIALIZER,
+       .overhead = {.le = fine_buckets, .n_le = SKV_ARRAY_SIZE(fine_buckets)},
+       .stream_delay = {.le = fine_buckets, .n_le = SKV_ARRAY_SIZE(fine_buckets)}};
 
 const char *skv_http_route_path(enum skv_http_route r)
 {
@@ -50,6 +59,12 @@ void skv_http_metrics_init(void)
 	memset(m.requests, 0, sizeof(m.requests));
 	memset(m.duration, 0, sizeof(m.duration));
 	memset(m.ttft, 0, sizeof(m.ttft));
+	memset(m.overhead.counts, 0, sizeof(m.overhead.counts));
+	m.overhead.sum = 0;
+	m.overhead.n = 0;
+	memset(m.stream_delay.counts, 0, sizeof(m.stream_delay.counts));
+	m.stream_delay.sum = 0;
+	m.stream_delay.n = 0;
 	m.prompt_tokens = m.generation_tokens = m.disconnects = 0;
 	memset(m.refused, 0, sizeof(m.refused));
 	m.in_progress = 0;
@@ -58,8 +73,9 @@ void skv_http_metrics_init(void)
 
 static void observe(struct histogram *h, double v)
 {
-	size_t b = 0;
-	while (b < N_BUCKETS && v > buckets[b])
+	const double *le = h->le ? h->le : buckets;
+	size_t n = h->le ? h->n_le : N_BUCKETS, b = 0;
+	while (b < n && v > le[b])
 		b++;
 	h->counts[b]++;
 	h->sum += v;
@@ -83,6 +99,20 @@ void skv_http_metrics_ttft(enum skv_http_route r, double seconds)
 {
 	pthread_mutex_lock(&m.lock);
 	observe(&m.ttft[r == SKV_HTTP_ROUTE_CHAT ? 0 : 1], seconds);
+	pthread_mutex_unlock(&m.lock);
+}
+
+void skv_http_metrics_overhead(double seconds)
+{
+	pthread_mutex_lock(&m.lock);
+	observe(&m.overhead, seconds);
+	pthread_mutex_unlock(&m.lock);
+}
+
+void skv_http_metrics_stream_delay(double seconds)
+{
+	pthread_mutex_lock(&m.lock);
+	observe(&m.stream_delay, seconds);
 	pthread_mutex_unlock(&m.lock);
 }
 
@@ -119,16 +149,21 @@ void skv_http_metrics_in_progress(int delta)
 
 static void write_histogram(FILE *f, const char *name, const char *label, const struct histogram *h)
 {
+	const double *le = h->le ? h->le : buckets;
+	size_t n = h->le ? h->n_le : N_BUCKETS;
 	uint64_t cum = 0;
-	for (size_t b = 0; b <= N_BUCKETS; b++) {
+	for (size_t b = 0; b <= n; b++) {
 		cum += h->counts[b];
-		if (b < N_BUCKETS)
-			fprintf(f, "%s_bucket{%s,le=\"%g\"} %llu\n", name, label, buckets[b], (unsigned long long)cum);
+		if (b < n)
+			fprintf(f, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, label, label[0] ? "," : "", le[b],
+				(unsigned long long)cum);
 		else
-			fprintf(f, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, label, (unsigned long long)cum);
+			fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, label, label[0] ? "," : "",
+				(unsigned long long)cum);
 	}
-	fprintf(f, "%s_sum{%s} %.9g\n", name, label, h->sum);
-	fprintf(f, "%s_count{%s} %llu\n", name, label, (unsigned long long)h->n);
+	const char *open = label[0] ? "{" : "", *close = label[0] ? "}" : "";
+	fprintf(f, "%s_sum%s%s%s %.9g\n", name, open, label, close, h->sum);
+	fprintf(f, "%s_count%s%s%s %llu\n", name, open, label, close, (unsigned long long)h->n);
 }
 
 void skv_http_metrics_write(FILE *f)
@@ -161,6 +196,13 @@ void skv_http_metrics_write(FILE *f)
 		snprintf(label, sizeof(label), "path=\"%s\"", skv_http_route_path(r));
 		write_histogram(f, "skv_http_time_to_first_token_seconds", label, &m.ttft[r]);
 	}
+	fprintf(f, "# HELP skv_http_overhead_seconds The gateway's own share of a generation: from its body's last byte "
+		   "to skvd reading the submission, plus from skvd sending the final to the response's last bytes "
+		   "handed to the connection.\n# TYPE skv_http_overhead_seconds histogram\n");
+	write_histogram(f, "skv_http_overhead_seconds", "", &m.overhead);
+	fprintf(f, "# HELP skv_http_stream_delay_seconds From skvd sending a streamed delta to the gateway handing its "
+		   "event to the connection.\n# TYPE skv_http_stream_delay_seconds histogram\n");
+	write_histogram(f, "skv_http_stream_delay_seconds", "", &m.stream_delay);
 	fprintf(f,
 		"# HELP skv_http_prompt_tokens_total Prompt tokens of the generations that ended.\n"
 		"# TYPE skv_http_prompt_tokens_total counter\n"

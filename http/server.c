@@ -16,6 +16,8 @@
 
 #include <json-c/json.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -72,6 +74,7 @@ struct conn {
 /* An event copied out of libskv (its pointers live only until the next call). */
 struct ev_copy {
 	enum skv_event_type type;
+	uint64_t t_skvd_ns; /* when skvd sent it (CLOCK_MONOTONIC, 0: not known) */
 	char text[SKV_DELTA_TEXT_MAX + 1];
 	size_t len;
 	struct skv_event final; /* message points into msg */
@@ -85,7 +88,7 @@ struct gen {
 	struct skv_client *client;
 	uint64_t id;
 	int conn_fd;
-	uint64_t t0;
+	uint64_t t0, t_body; /* the request's first byte, its body's last */
 	bool submitted, final_seen, session_broken, have_slot, ttft_done;
 	bool include_usage, first_sent, done;
 	char rid[48];
@@ -290,6 +293,7 @@ static enum MHD_Result respond_error(struct MHD_Connection *mc, struct conn *c, 
 static void copy_event(const struct skv_event *ev, struct ev_copy *out)
 {
 	out->type = ev->type;
+	out->t_skvd_ns = ev->t_skvd_ns;
 	if (ev->type == SKV_EVENT_DELTA) {
 		out->len = SKV_MIN(ev->text_len, (size_t)SKV_DELTA_TEXT_MAX);
 		memcpy(out->text, ev->text, out->len);
@@ -469,6 +473,15 @@ static void note_ttft(struct gen *g)
 	}
 }
 
+/* The gateway's share of a generation that ended with final (sent by skvd at final->t_skvd_ns):
+ * the way in, and from the final to now, when its response bytes go to the connection. */
+static void note_overhead(struct gen *g, const struct ev_copy *final)
+{
+	uint64_t now = skv_now_ns();
+	if (final->final.t_seen_ns >= g->t_body && final->t_skvd_ns && final->t_skvd_ns <= now)
+		skv_http_metrics_overhead((double)(final->final.t_seen_ns - g->t_body + now - final->t_skvd_ns) / 1e9);
+}
+
 /* Turns one event into server-sent events in g->out. */
 static int stream_event(struct gen *g, const struct ev_copy *ev)
 {
@@ -541,6 +554,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 		}
 		if (stream_event(g, &ev) < 0)
 			return MHD_CONTENT_READER_END_WITH_ERROR;
+		if (ev.type == SKV_EVENT_FINAL)
+			note_overhead(g, &ev);
+		else if (ev.t_skvd_ns && ev.t_skvd_ns <= skv_now_ns())
+			skv_http_metrics_stream_delay((double)(skv_now_ns() - ev.t_skvd_ns) / 1e9);
 	}
 	size_t n = SKV_MIN(max, g->out_len - g->out_off);
 	memcpy(buf, g->out + g->out_off, n);
@@ -561,6 +578,7 @@ static enum MHD_Result generate(struct skv_http_server *s, struct MHD_Connection
 	struct skv_http_req hr;
 	struct skv_http_error e;
 	struct ev_copy first;
+	uint64_t t_body = skv_now_ns();
 	int r;
 
 	if (skv_http_req_parse(ep, c->body, c->len, &hr, &e) < 0) {
@@ -587,7 +605,8 @@ static enum MHD_Result generate(struct skv_http_server *s, struct MHD_Connection
 		return MHD_NO;
 	}
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
-	*g = (struct gen){.s = s, .ep = ep, .conn_fd = ci ? ci->connect_fd : -1, .t0 = c->t0, .have_slot = true,
+	*g = (struct gen){.s = s, .ep = ep, .conn_fd = ci ? ci->connect_fd : -1, .t0 = c->t0, .t_body = t_body,
+			  .have_slot = true,
 			  .include_usage = hr.include_usage, .created = (int64_t)time(NULL)};
 	snprintf(g->rid, sizeof(g->rid), "%s%s%012llx", ep == SKV_HTTP_ENDPOINT_CHAT ? "chatcmpl-" : "cmpl-",
 		 s->id_prefix, (unsigned long long)atomic_fetch_add(&s->next_id, 1));
@@ -663,6 +682,7 @@ static enum MHD_Result generate(struct skv_http_server *s, struct MHD_Connection
 	struct skv_http_meta m = {.id = g->rid, .created = g->created, .model = g->model};
 	char *body = skv_http_response_json(ep, &m, g->out ? g->out : "", g->out_len, ev.final.finish,
 					    ev.final.prompt_tokens, ev.final.completion_tokens);
+	note_overhead(g, &ev);
 	gen_finish(g);
 	free(g);
 	skv_http_req_done(&hr);
@@ -904,6 +924,22 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
 	*con_cls = NULL;
 }
 
+/* Small writes (one SSE event per token) go out at once: without TCP_NODELAY, Nagle's algorithm
+ * holds an event back until the client acknowledges the previous one, which a delayed ACK makes
+ * up to 40 ms. */
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	(void)cls;
+	(void)socket_context;
+	if (toe != MHD_CONNECTION_NOTIFY_STARTED)
+		return;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+	int one = 1;
+	if (ci)
+		(void)setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 /* ---- the server ---- */
 
 int skv_http_server_reload_keys(struct skv_http_server *s, struct skv_err *err)
@@ -941,6 +977,7 @@ static int start_listener(struct skv_http_server *s, const struct skv_http_liste
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections, NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.idle_timeout_s, NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s};
+	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL};
 	if (fd >= 0) {
 		ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
 	} else {

@@ -377,6 +377,10 @@ try:
     assert m["skv_http_time_to_first_token_seconds"].type == "histogram"
     assert m["skv_http_generation_tokens"].samples[0].value > 50
     assert m["skv_http_skvd_metrics_up"].samples[0].value == 1
+    for h in ("skv_http_overhead_seconds", "skv_http_stream_delay_seconds"):
+        count = [x.value for x in m[h].samples if x.name == h + "_count"]
+        total = [x.value for x in m[h].samples if x.name == h + "_sum"]
+        assert m[h].type == "histogram" and count[0] >= 5 and 0 < total[0] < count[0], (h, count, total)
     assert "skv:num_requests_running" in m and "skv:e2e_request_latency_seconds" in m, sorted(m)
     log("ok: /metrics parses (gateway and skvd)")
 
