@@ -6,7 +6,8 @@ what libskv gives directly (the `skv` CLI) for the same prompt and seed; stop st
 OpenAI error objects (401 with no or a wrong key, 400 naming the field, 400 context too long,
 404 unknown model, 429 busy with Retry-After, 503 with skvd down); raw SSE framing with curl;
 a client that disconnects mid-stream is cancelled in skvd (skvd's own metrics and request list);
-API keys reloaded on SIGHUP; /metrics parsed by prometheus_client's text parser; /health.
+API keys reloaded on SIGHUP; /metrics parsed by prometheus_client's text parser; /health; 256
+concurrent seeded streams each equal to libskv's text alone; TLS with a self-signed certificate.
 
    python test-http-e2e.py MODEL_DIR        ($SKVD, $SKV_WORKER, $SKVCTL, $SKV_HTTP, $SKV_CLI)
 """
