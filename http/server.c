@@ -348,8 +348,11 @@ static int gen_submit(struct gen *g, const struct skv_http_req *hr, struct skv_h
 			skv_http_metrics_refused("skvd_down");
 			return r;
 		}
+		/* a full ring empties within microseconds while skvd runs; a skvd that stopped
+		 * consuming gets connect_timeout_ms, then counts as gone */
+		uint64_t deadline = skv_now_ns() + (uint64_t)g->s->cfg.connect_timeout_ms * 1000000;
 		r = skv_client_submit(g->client, &req, &g->id);
-		while (r == -EAGAIN) {
+		while (r == -EAGAIN && skv_now_ns() < deadline) {
 			struct timespec ts = {0, 200000};
 			nanosleep(&ts, NULL);
 			r = skv_client_submit(g->client, &req, &g->id);
@@ -368,8 +371,13 @@ static int gen_submit(struct gen *g, const struct skv_http_req *hr, struct skv_h
 						  g->ep == SKV_HTTP_ENDPOINT_CHAT ? "messages" : "prompt", "%s",
 						  skv_client_errmsg(g->client));
 		g->session_broken = true;
-		skv_http_error_set(e, 503, "skvd_unavailable", NULL, "the model server closed the session: %s",
-				   skv_client_errmsg(g->client));
+		if (r == -EAGAIN)
+			skv_http_error_set(e, 503, "skvd_unavailable", NULL,
+					   "the model server took no request for %u ms ([skvd] connect_timeout_ms)",
+					   g->s->cfg.connect_timeout_ms);
+		else
+			skv_http_error_set(e, 503, "skvd_unavailable", NULL, "the model server closed the session: %s",
+					   skv_client_errmsg(g->client));
 		e->retry_after_s = 1;
 		return r;
 	}
