@@ -4,10 +4,13 @@
 # Documentation= man pages resolve to docs/man, the sysusers and tmpfiles snippets apply to an
 # empty root, and the names the files share agree: socket paths (units, etc/skvd.ini, skvctl's
 # default), socket groups (units, sysusers, skvd.ini), file descriptor names.
-#   tests/test-systemd.sh SRCDIR BUILD_SERVICE CONFIGURED_BINDIR CONFIGURED_SBINDIR SKVD SKVCTL
+#   tests/test-systemd.sh SRCDIR BUILD_SERVICE CONFIGURED_BINDIR CONFIGURED_SBINDIR SKVD SKVCTL \
+#       [BUILD_HTTP_SERVICE SKV_HTTP]
+# With the last two, skv-http.service and skv-http.socket are verified the same way, and their
+# sandbox checked: network allowed there, never in skvd.service; no devices; its groups exist.
 # Exit 77 (skip) when systemd-analyze is absent or skvd is not part of the build.
 set -euo pipefail
-src=$1 service=$2 bindir=$3 sbindir=$4 skvd=$5 skvctl=$6
+src=$1 service=$2 bindir=$3 sbindir=$4 skvd=$5 skvctl=$6 http_service=${7:-} skv_http=${8:-}
 
 command -v systemd-analyze >/dev/null || { echo "systemd-analyze is not installed"; exit 77; }
 if [ -z "$skvd" ] || [ ! -x "$skvd" ]; then echo "skvd is not part of this build"; exit 77; fi
@@ -86,6 +89,41 @@ printf '[engine]\nreplicas = 0\n' >"$tmp/bad.ini"
 st=0; "$skvd" --check-config "$tmp/bad.ini" >/dev/null 2>&1 || st=$?
 [ "$st" = "$config_status" ] || fail "skvd --check-config of a bad file exited $st, not $config_status"
 echo "ok: a configuration error exits $config_status, which stops systemd's restarts"
+# --- skv-http.service and skv-http.socket
+if [ -n "$http_service" ]; then
+  [ -x "$skv_http" ] || fail "no skv-http at $skv_http"
+  grep -Eq '@[A-Z_]+@' "$http_service" && fail "$http_service still has an @VAR@"
+  grep -q "^ExecStart=$sbindir/skv-http --config " "$http_service" || fail "ExecStart does not run $sbindir/skv-http"
+  sed -e "s|^ExecStart=$sbindir/skv-http |ExecStart=$skv_http |" "$http_service" >"$tmp/units/skv-http.service"
+  cp "$src/systemd/skv-http.socket" "$tmp/units/"
+  (
+    cd "$tmp/units"
+    if ! MANPATH="$tmp/man" systemd-analyze verify $man_check skv-http.service skv-http.socket \
+        >"$tmp/verify-http.log" 2>&1 || [ -s "$tmp/verify-http.log" ]; then
+      cat "$tmp/verify-http.log"; fail "systemd-analyze verify skv-http.service skv-http.socket"
+    fi
+  )
+  u="$tmp/units/skv-http.service"
+  grep -q "^IPAddressDeny=any$" "$tmp/units/skvd.service" || fail "skvd.service lost IPAddressDeny=any"
+  grep -q "^RestrictAddressFamilies=AF_UNIX$" "$tmp/units/skvd.service" || fail "skvd.service may use the network"
+  grep -q "^IPAddressDeny" "$u" && fail "skv-http.service denies the network it serves"
+  grep -q "^RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6$" "$u" || fail "skv-http.service address families"
+  grep -q "^PrivateDevices=yes$" "$u" || fail "skv-http.service sees devices (it needs no GPU)"
+  grep -q "^DeviceAllow" "$u" && fail "skv-http.service allows a device"
+  grep -q "^DynamicUser=yes$" "$u" || fail "skv-http.service does not run as a dynamic user"
+  grep -q "^Type=notify$" "$u" && grep -q "^WatchdogSec=" "$u" || fail "skv-http.service: Type=notify with a watchdog"
+  for g in $(val SupplementaryGroups "$u"); do
+    grep -Eq "^g +$g " "$src/systemd/sysusers.d/swiftkv.conf" || fail "sysusers.d does not create group $g (skv-http.service)"
+  done
+  # the socket unit and the shipped skv-http.ini listen on the same address
+  http_listen=$(awk '/^\[http\]/{s=1} s && $1=="listen" {print $3; exit}' "$src/etc/skv-http.ini")
+  [ "$(val ListenStream "$src/systemd/skv-http.socket")" = "$http_listen" ] || fail "skv-http.socket and skv-http.ini listen differ"
+  # and skv-http.ini's skvd sockets are skvd's
+  http_ini() { awk -v s="[$1]" -v k="$2" '/^\[/{in_s=($0==s)} in_s && $1==k {sub(/^[^=]*= ?/, ""); print; exit}' "$src/etc/skv-http.ini"; }
+  [ "$(http_ini skvd socket)" = "$client_sock" ] || fail "skv-http.ini [skvd] socket is not $client_sock"
+  [ "$(http_ini skvd admin_socket)" = "$admin_sock" ] || fail "skv-http.ini [skvd] admin_socket is not $admin_sock"
+  echo "ok: skv-http.service and skv-http.socket"
+fi
 
 # --- sysusers and tmpfiles on an empty root
 if [ "$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null && command -v systemd-tmpfiles >/dev/null; then
