@@ -14,8 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "model-config.h"
-
+static void put_jsonp(json_object **o) { json_object_put(*o); }
 
 static json_object *get(json_object *o, const char *key)
 {
@@ -688,7 +687,7 @@ void skv_tokenizer_free(struct skv_tokenizer *t)
 
 static int parse(const char *json, size_t len, struct skv_tokenizer *t, struct skv_err *err)
 {
-	_cleanup_json_ json_object *root = NULL;
+	_cleanup_(put_jsonp) json_object *root = NULL;
 	_cleanup_free_ const char **vocab_r = NULL;
 	uint32_t nr = 0;
 	json_tokener *jt = json_tokener_new_ex(64);
