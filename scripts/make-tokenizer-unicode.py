@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes text/tokenizer-unicode.c: the character classes Hugging Face tokenizers' regex engine
 (Oniguruma, through the `onig` crate) gives \\p{L}, \\p{N} and \\s, measured on that engine itself,
-and the \\w and \\s of the Rust regex crate that its added-token matching uses (single_word,
-lstrip, rstrip), measured through added tokens.
+the \\w and \\s of the Rust regex crate that its added-token matching uses (single_word,
+lstrip, rstrip), measured through added tokens, and Rust's char::is_numeric that the Digits
+pre-tokenizer uses, measured through Digits.
 
 Why: tokenizers' Oniguruma knows a newer Unicode (16.0 in tokenizers 0.23) than Debian 12's PCRE2
 (10.42, Unicode 14.0), so letters and digits added since 14.0 (Kawi, Garay, CJK extension H, ...)
@@ -60,6 +61,20 @@ def rust_classes():
     return word, space
 
 
+def rust_numeric():
+    """Rust's char::is_numeric as the Digits pre-tokenizer sees it: with individual_digits, each
+    numeric character is a piece of its own; "a" is not numeric, so "a" + c + "a" ... puts every
+    numeric c alone and every other c inside an "aca" piece."""
+    dg = pre_tokenizers.Digits(individual_digits=True)
+    cps = [c for c in range(1, 0x110000) if not 0xD800 <= c <= 0xDFFF and c != ord("a")]
+    num = set()
+    for i in range(0, len(cps), 50000):
+        part = cps[i:i + 50000]
+        text = "a" + "a".join(map(chr, part)) + "a"
+        num.update(ord(p) for p, _ in dg.pre_tokenize_str(text) if len(p) == 1 and p != "a")
+    return num
+
+
 def ranges(cps):
     out = []
     for c in sorted(cps):
@@ -97,6 +112,7 @@ def main():
     allcp = [c for c in range(0, 0x110000) if not 0xD800 <= c <= 0xDFFF]
     L, N, S = onig_class(r"\p{L}"), onig_class(r"\p{N}"), onig_class(r"\s")
     W, RS = rust_classes()
+    D = rust_numeric()
     if RS != S:
         sys.exit("Rust's \\s and Oniguruma's \\s differ: one space table cannot serve both")
     base_l = {c for c in allcp if unicodedata.category(chr(c)).startswith("L")}
@@ -112,11 +128,16 @@ def main():
  * ({len(S)}); and the Rust regex \\w ({len(W)}) that single_word added tokens test (its \\s is the same
  * as Oniguruma's). PCRE2 10.42 knows Unicode {PCRE2_UNICODE}; the *_extra strings add, as PCRE2 class
  * items, what it lacks. The full range lists are the oracle the tests compare against.
+ *
+ * The Digits pre-tokenizer does not use the regex engine but Rust's char::is_numeric, whose Unicode
+ * may be newer still: skv_tok_numeric_items is that class ({len(D)} code points) spelled out whole
+ * as PCRE2 class items.
  */
 #include "tokenizer-internal.h"
 
 const char skv_tok_letters_extra[] = "{pcre_items(ranges(L - base_l))}";
 const char skv_tok_numbers_extra[] = "{pcre_items(ranges(N - base_n))}";
+const char skv_tok_numeric_items[] = "{pcre_items(ranges(D))}";
 
 {c_ranges("skv_tok_letter_ranges", ranges(L))}
 
@@ -125,8 +146,11 @@ const char skv_tok_numbers_extra[] = "{pcre_items(ranges(N - base_n))}";
 {c_ranges("skv_tok_space_ranges", ranges(S))}
 
 {c_ranges("skv_tok_word_ranges", ranges(W))}
+
+{c_ranges("skv_tok_numeric_ranges", ranges(D))}
 """)
-    print(f"{out}: L {len(L)} (+{len(L - base_l)}), N {len(N)} (+{len(N - base_n)}), S {len(S)}, W {len(W)}")
+    print(f"{out}: L {len(L)} (+{len(L - base_l)}), N {len(N)} (+{len(N - base_n)}), S {len(S)}, W {len(W)}, "
+          f"is_numeric {len(D)} ({len(D - N)} beyond \\p{{N}}, {len(N - D)} not)")
 
 
 if __name__ == "__main__":

@@ -61,12 +61,17 @@ static inline const struct skv_merge_slot *skv_mergemap_get(const struct skv_mer
 
 /* ---- the tokenizer ----------------------------------------------------------------------- */
 
+/* tokenizers' SplitDelimiterBehavior: what becomes of a match and the text around it. */
 enum skv_tok_behavior {
-	SKV_TOK_ISOLATED,
-	SKV_TOK_REMOVED,
+	SKV_TOK_ISOLATED,	     /* a piece of its own */
+	SKV_TOK_REMOVED,	     /* dropped */
+	SKV_TOK_MERGED_WITH_PREVIOUS, /* appended to the piece before it */
+	SKV_TOK_MERGED_WITH_NEXT,     /* prepended to the piece after it */
+	SKV_TOK_CONTIGUOUS,	     /* consecutive matches (or non-matches) form one piece */
 };
 
-/* One step of pre-tokenization, applied to every piece the previous step produced. */
+/* One step of pre-tokenization, applied to every piece the previous step produced. A Digits
+ * step is a split on one numeric character (Isolated for individual_digits, else Contiguous). */
 struct skv_tok_stage {
 	enum { SKV_TOK_STAGE_SPLIT, SKV_TOK_STAGE_PREFIX_SPACE } kind;
 	pcre2_code *re; /* NULL: matches nothing (an empty String pattern) */
@@ -161,6 +166,10 @@ extern const uint32_t skv_tok_word_ranges[][2]; /* Rust regex \w (added tokens' 
 extern const size_t skv_tok_word_ranges_n;
 /* PCRE2 class items for Oniguruma's \s (Unicode White_Space). */
 extern const char skv_tok_space_items[];
+/* Rust's char::is_numeric (the Digits pre-tokenizer's class) as PCRE2 class items, and as ranges. */
+extern const char skv_tok_numeric_items[];
+extern const uint32_t skv_tok_numeric_ranges[][2];
+extern const size_t skv_tok_numeric_ranges_n;
 
 /* ---- the workspace ----------------------------------------------------------------------- */
 

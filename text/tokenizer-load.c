@@ -406,15 +406,23 @@ static int load_split(struct skv_tokenizer *t, json_object *p, const char *what,
 
 	if ((r = get_bool(p, "invert", false, &st.invert, what, err)) < 0)
 		return r;
+	static const char *const behaviors[] = {
+		[SKV_TOK_ISOLATED] = "Isolated",
+		[SKV_TOK_REMOVED] = "Removed",
+		[SKV_TOK_MERGED_WITH_PREVIOUS] = "MergedWithPrevious",
+		[SKV_TOK_MERGED_WITH_NEXT] = "MergedWithNext",
+		[SKV_TOK_CONTIGUOUS] = "Contiguous",
+	};
 	if (!beh || !json_object_is_type(beh, json_type_string))
 		return skv_err_set(err, -EINVAL, "%s.behavior must be a string", what);
-	if (!strcmp(json_object_get_string(beh), "Isolated"))
-		st.behavior = SKV_TOK_ISOLATED;
-	else if (!strcmp(json_object_get_string(beh), "Removed"))
-		st.behavior = SKV_TOK_REMOVED;
-	else
-		return skv_err_set(err, -ENOTSUP, "%s.behavior '%s' is not supported (Isolated, Removed)", what,
-				   json_object_get_string(beh));
+	size_t k = 0;
+	while (k < SKV_ARRAY_SIZE(behaviors) && strcmp(json_object_get_string(beh), behaviors[k]))
+		k++;
+	st.behavior = (uint8_t)k;
+	if (k == SKV_ARRAY_SIZE(behaviors))
+		return skv_err_set(err, -EINVAL,
+				   "%s.behavior '%.64s' is not one of Isolated, Removed, MergedWithPrevious, MergedWithNext, "
+				   "Contiguous", what, json_object_get_string(beh));
 	if (re && json_object_is_type(re, json_type_string)) {
 		pcre = skv_tok_regex_translate(json_object_get_string(re), (size_t)json_object_get_string_len(re), err);
 		if (!pcre)
@@ -430,6 +438,25 @@ static int load_split(struct skv_tokenizer *t, json_object *p, const char *what,
 	}
 	if ((r = skv_tok_regex_compile(pcre, &st.re, err)) < 0)
 		return skv_err_prefix(err, r, "%s.pattern: ", what);
+	return add_stage(t, st, err);
+}
+
+/* Digits: a split on one numeric character (Rust's char::is_numeric), each alone or in runs. */
+static int load_digits(struct skv_tokenizer *t, json_object *p, const char *what, struct skv_err *err)
+{
+	bool individual;
+	int r;
+	if ((r = get_bool(p, "individual_digits", false, &individual, what, err)) < 0)
+		return r;
+	struct skv_tok_stage st = {.kind = SKV_TOK_STAGE_SPLIT,
+				   .behavior = individual ? SKV_TOK_ISOLATED : SKV_TOK_CONTIGUOUS};
+	size_t len = strlen(skv_tok_numeric_items) + 3;
+	_cleanup_free_ char *pcre = malloc(len);
+	if (!pcre)
+		return skv_err_set(err, -ENOMEM, "out of memory");
+	snprintf(pcre, len, "[%s]", skv_tok_numeric_items);
+	if ((r = skv_tok_regex_compile(pcre, &st.re, err)) < 0)
+		return skv_err_prefix(err, r, "%s: ", what);
 	return add_stage(t, st, err);
 }
 
@@ -463,6 +490,9 @@ static int load_pretokenizer(struct skv_tokenizer *t, json_object *p, struct skv
 		if (!strcmp(et, "Split")) {
 			if ((r = load_split(t, e, what, err)) < 0)
 				return r;
+		} else if (!strcmp(et, "Digits")) {
+			if ((r = load_digits(t, e, what, err)) < 0)
+				return r;
 		} else if (!strcmp(et, "ByteLevel")) {
 			bool prefix, use_regex;
 			if ((r = get_bool(e, "add_prefix_space", true, &prefix, what, err)) < 0 ||
@@ -480,7 +510,7 @@ static int load_pretokenizer(struct skv_tokenizer *t, json_object *p, struct skv
 			}
 			byte_level = true;
 		} else {
-			return skv_err_set(err, -ENOTSUP, "%s: type '%s' is not supported (Split, ByteLevel)", what, et);
+			return skv_err_set(err, -ENOTSUP, "%s: type '%s' is not supported (Split, Digits, ByteLevel)", what, et);
 		}
 	}
 	if (!byte_level)
