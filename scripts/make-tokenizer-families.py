@@ -16,6 +16,13 @@
                         a small vocabulary in which whole words are entries that their own merges
                         build differently ("abc" is a token, but the merges make "ab" + "c"), so
                         ignore_merges changes the ids; golden ids with it on and off
+  qwen2-shape/tokenizer.json, golden-qwen2-shape.json
+                        Qwen2's pipeline (the NFC normalizer, Qwen2's split regex, ByteLevel without
+                        its regex) on a trained vocabulary, with a normalized added token written
+                        decomposed; the tricky strings plus normalization cases, files, 1 MB
+                        documents, decodings
+  golden-nfc.json       tokenizers' NFC of every code point it changes, and of the canonical
+                        decomposition of every precomposed character (Hangul sampled)
   golden-smollm2.json   SmolLM2-135M-Instruct's real tokenizer (49152 tokens), rebuilt from the
                         GGUF's tokenizer.ggml.* in the published tokenizer.json's shape: ids of the
                         tricky strings and files, hashes of the 1 MB documents. Only with
@@ -35,7 +42,7 @@ import json
 import os
 
 import tokenizers
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 FIX = os.path.join(ROOT, "tests", "fixtures", "tokenizer")
@@ -52,6 +59,18 @@ SMOLLM2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>"
                     "<empty_output>"]
 SMOLLM2_PRE = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
                                        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+
+# Qwen2's split regex (transformers' models/qwen2/tokenization_qwen2.py)
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+               r"|\s+(?!\S)|\s+")
+# text that NFC changes: decomposed letters, reordering of marks, Hangul jamo, singletons,
+# composition exclusions, and the same with added tokens around
+NFC_TEXTS = ["e\u0301", "cafe\u0301 caf\u00e9", "a\u0323\u0302", "a\u0302\u0323", "e\u0301\u0301",
+             "\u1100\u1161\u11a8\u1100\u1161", "\u212b\u2126\u212a", "\uf900\uf9ff", "\u0958\u0959 \u0915\u093c",
+             "\u0344\u0340\u0341", "o\u0308\u0304 \u022b", "<|im_end|>e\u0301", "e<|im_end|>\u0301",
+             "x\u0301y", "\u0301", "Vie\u0323\u0302t Nam", "\U0001d15e\U0001d160", "\u00c5\u0041\u030a",
+             "\u1e9b\u0323", "n\u0303a\u0303o", "\u05d1\u05bc\u05b7"]
+
 
 # strings for the pre-tokenizer variants: the tricky ones plus what the patterns below cut
 EXTRA = ["a-b--c---d", "-lead and trail-", "x-y x", "xxaxx", "axxxb", "x", "xx", "a x b", "12-34 x56",
@@ -79,6 +98,36 @@ def make_smollm2_shape(out):
     os.makedirs(out, exist_ok=True)
     tok.save(os.path.join(out, "tokenizer.json"))
     return Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
+
+
+def make_qwen2_shape(out):
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(QWEN2_SPLIT), "isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1500, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"], show_progress=False)
+    tok.train([os.path.join(ROOT, "model", "corpus", f) for f in mtf.CORPUS], trainer)
+    tok.add_tokens([AddedToken("cafe\u0301", normalized=True)])
+    os.makedirs(out, exist_ok=True)
+    tok.save(os.path.join(out, "tokenizer.json"))
+    return Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
+
+
+def nfc_golden():
+    nfc, nfd = normalizers.NFC(), normalizers.NFD()
+    cps = [c for c in range(1, 0x110000) if not 0xD800 <= c <= 0xDFFF and c != 10]
+    changed, compose = [], []
+    for i in range(0, len(cps), 50000):
+        part = cps[i:i + 50000]
+        for c, a, d in zip(part, nfc.normalize_str("\n".join(map(chr, part))).split("\n"),
+                           nfd.normalize_str("\n".join(map(chr, part))).split("\n")):
+            if a != chr(c):
+                changed.append([c, a])
+            if d != chr(c) and (not 0xAC00 <= c <= 0xD7A3 or c % 97 == 0):
+                compose.append([d, nfc.normalize_str(d)])
+    return {"tokenizers": tokenizers.__version__, "changed": changed, "compose": compose}
 
 
 def split_variants():
@@ -206,6 +255,13 @@ def main():
     shape = make_smollm2_shape(os.path.join(FIX, "smollm2-shape"))
     dump("golden-smollm2-shape.json", mtf.golden(shape, texts, os.path.join(FIX, "smollm2-shape")))
     dump("golden-splits.json", splits_golden())
+    qwen = make_qwen2_shape(os.path.join(FIX, "qwen2-shape"))
+    g = mtf.golden(qwen, texts, os.path.join(FIX, "qwen2-shape"))
+    for t in NFC_TEXTS:
+        ids, bos, plain = mtf.encodings(qwen, t)
+        g["cases"].append({"text": t, "ids": ids, "ids_bos": bos, "ids_text": plain})
+    dump("golden-qwen2-shape.json", g)
+    dump("golden-nfc.json", nfc_golden())
     dump("golden-ignore-merges.json", make_ignore_merges(os.path.join(FIX, "ignore-merges")))
     if a.smollm2_gguf:
         real = smollm2_from_gguf(a.smollm2_gguf, a.smollm2_out)

@@ -2,7 +2,7 @@
  * scripts/make-tokenizer-fixtures.py: tricky strings, real files, 1 MB documents without spaces,
  * decodings), with the Llama-3-shaped vocabulary skv-mkmodel ships and a second one trained by
  * tokenizers itself; SmolLM2's pipeline on a trained vocabulary and (with SKV_SMOLLM2) on its real
- * one, every Split behaviour and Digits, ignore_merges where it changes the ids (fixtures by
+ * one, Qwen2's (NFC) and ICU's NFC on every code point, every Split behaviour and Digits, ignore_merges where it changes the ids (fixtures by
  * scripts/make-tokenizer-families.py); round trips; the streaming decoder fed one id at a time; invalid UTF-8;
  * special tokens both ways; load errors; the synthetic tokenizer's determinism; skv-tok.
  */
@@ -409,6 +409,70 @@ static void test_golden_smollm2_shape(void **state)
 	json_object_put(g);
 }
 
+/* Qwen2's pipeline: the NFC normalizer (ICU), Qwen2's split, ByteLevel; a normalized added token
+ * written decomposed. No round trip: decoding gives the NFC of the text back. */
+static void test_golden_qwen2_shape(void **state)
+{
+	(void)state;
+	json_object *g = load_json("golden-qwen2-shape.json");
+	struct skv_tokenizer *t = load_tok("qwen2-shape");
+	check_cases(t, field(g, "cases"), NULL);
+	check_cases(t, field(g, "files"), NULL);
+	check_decode("qwen2-shape", "golden-qwen2-shape.json");
+	check_long("qwen2-shape", "golden-qwen2-shape.json", NULL);
+	skv_tokenizer_free(t);
+	json_object_put(g);
+}
+
+/* ICU's NFC against tokenizers' on every code point alone (those it changes are listed, every
+ * other must stay as it is) and on the decomposition of every precomposed character. */
+static void test_nfc(void **state)
+{
+	(void)state;
+	json_object *g = load_json("golden-nfc.json"), *changed = field(g, "changed"), *compose = field(g, "compose");
+	struct skv_tokenizer *t = load_tok("qwen2-shape");
+	struct skv_tok_nfc_buf b = {0};
+	size_t k = 0, bad = 0;
+	assert_non_null(t->nfc);
+	assert_true(json_object_array_length(changed) > 1000);
+	assert_true(json_object_array_length(compose) > 2000);
+	for (uint32_t cp = 1; cp < 0x110000; cp++) {
+		if ((cp >= 0xd800 && cp <= 0xdfff) || cp == '\n')
+			continue;
+		char u[4];
+		const char *out, *want = u;
+		size_t l = skv_utf8_encode(cp, u), wl = l;
+		ssize_t n = skv_tok_nfc(t->nfc, u, l, &b, &out);
+		assert_true(n >= 0);
+		json_object *c = k < json_object_array_length(changed) ? json_object_array_get_idx(changed, k) : NULL;
+		if (c && json_object_get_int(json_object_array_get_idx(c, 0)) == (int32_t)cp) {
+			want = json_object_get_string(json_object_array_get_idx(c, 1));
+			wl = (size_t)json_object_get_string_len(json_object_array_get_idx(c, 1));
+			k++;
+		}
+		if ((size_t)n != wl || memcmp(out, want, wl)) {
+			if (bad++ < 10)
+				print_error("NFC of U+%04X: ICU gives %zd bytes '%.*s', tokenizers '%.*s'\n", cp, n, (int)n, out,
+					    (int)wl, want);
+		}
+	}
+	for (size_t i = 0; i < json_object_array_length(compose); i++) {
+		json_object *c = json_object_array_get_idx(compose, i), *in = json_object_array_get_idx(c, 0);
+		json_object *want = json_object_array_get_idx(c, 1);
+		const char *out;
+		ssize_t n = skv_tok_nfc(t->nfc, json_object_get_string(in), (size_t)json_object_get_string_len(in), &b, &out);
+		if (n != json_object_get_string_len(want) || memcmp(out, json_object_get_string(want), (size_t)n)) {
+			if (bad++ < 20)
+				print_error("NFC of '%s': ICU gives '%.*s', tokenizers '%s'\n", json_object_get_string(in),
+					    (int)SKV_MAX(n, 0), out, json_object_get_string(want));
+		}
+	}
+	assert_int_equal(bad, 0);
+	skv_tok_nfc_buf_done(&b);
+	skv_tokenizer_free(t);
+	json_object_put(g);
+}
+
 /* SmolLM2-135M-Instruct's own tokenizer.json, made from its GGUF (skv-import, or
  * scripts/make-tokenizer-families.py --smollm2-gguf): SKV_SMOLLM2 names it or its directory.
  * Skipped without it; the vocabulary is never committed, only tokenizers' ids for it. */
@@ -689,7 +753,10 @@ static void test_load_errors(void **state)
 	expect_load_error("{" PRE "\"model\":{\"type\":\"BPE\",\"continuing_subword_prefix\":\"##\",\"vocab\":{},\"merges\":[]}}",
 			  "continuing_subword_prefix");
 	expect_load_error("{" PRE "\"model\":{\"type\":\"BPE\",\"dropout\":0.1,\"vocab\":{},\"merges\":[]}}", "dropout");
-	expect_load_error("{\"normalizer\":{\"type\":\"NFC\"}," PRE MODEL("{}", "[]") "}", "normalizer");
+	expect_load_error("{\"normalizer\":{\"type\":\"NFKC\"}," PRE MODEL("{}", "[]") "}", "normalizer 'NFKC' is not supported");
+	expect_load_error("{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFC\"},{\"type\":"
+			  "\"Prepend\",\"prepend\":\"x\"}]}," PRE MODEL("{}", "[]") "}",
+			  "normalizer.normalizers[1] 'Prepend' is not supported");
 	expect_load_error("{\"decoder\":{\"type\":\"ByteLevel\"}," MODEL("{}", "[]") "}", "pre_tokenizer is null");
 	expect_load_error("{\"pre_tokenizer\":{\"type\":\"Whitespace\"},\"decoder\":{\"type\":\"ByteLevel\"}," MODEL("{}", "[]") "}",
 			  "Whitespace");
@@ -966,7 +1033,8 @@ int main(void)
 		cmocka_unit_test(test_golden_llama3),	cmocka_unit_test(test_golden_gpt2),
 		cmocka_unit_test(test_decode),		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_long_documents),	cmocka_unit_test(test_golden_smollm2_shape),
-		cmocka_unit_test(test_golden_smollm2),	cmocka_unit_test(test_pretokenizers),
+		cmocka_unit_test(test_golden_smollm2),	cmocka_unit_test(test_golden_qwen2_shape),
+		cmocka_unit_test(test_nfc),		cmocka_unit_test(test_pretokenizers),
 		cmocka_unit_test(test_ignore_merges),	cmocka_unit_test(test_invalid_utf8),
 		cmocka_unit_test(test_specials),	cmocka_unit_test(test_unicode_classes),
 		cmocka_unit_test(test_regex_translate), cmocka_unit_test(test_load_errors),

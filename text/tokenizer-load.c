@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unicode/unorm2.h>
+#include <unicode/utypes.h>
 
 static void put_jsonp(json_object **o) { json_object_put(*o); }
 
@@ -202,9 +204,28 @@ static int load_added(struct skv_tokenizer *t, json_object *arr, struct skv_err 
 			t->n_ids = (uint32_t)id + 1;
 	}
 	/* "special" follows the content: a token whose text was ever added as special is one */
+	_cleanup_(skv_tok_nfc_buf_done) struct skv_tok_nfc_buf nb = {0};
 	for (size_t k = 0; k < t->n_added; k++) {
 		struct skv_tok_added *a = &t->added[k];
 		a->special = skv_strmap_get(&special, a->content, a->len) >= 0;
+		/* a normalized token is looked for in normalized text, and decodes, in its normalized
+		 * form (tokenizers normalizes the content when it adds the token) */
+		const char *c;
+		ssize_t cl;
+		if (a->normalized && t->nfc) {
+			if ((cl = skv_tok_nfc(t->nfc, a->content, a->len, &nb, &c)) < 0)
+				return skv_err_set(err, (int)cl, "added_tokens: NFC normalization failed");
+			if (c != a->content) {
+				char *copy = malloc((size_t)cl + 1);
+				if (!copy)
+					return skv_err_set(err, -ENOMEM, "out of memory");
+				memcpy(copy, c, (size_t)cl);
+				copy[cl] = '\0';
+				free(a->content);
+				a->content = copy;
+				a->len = (uint32_t)cl;
+			}
+		}
 		if ((r = trie_add(&t->trie[a->normalized ? 1 : 0], a->content, a->len, (int32_t)k)) < 0)
 			return skv_err_set(err, r, "out of memory");
 	}
@@ -518,16 +539,32 @@ static int load_pretokenizer(struct skv_tokenizer *t, json_object *p, struct skv
 	return 0;
 }
 
-static int check_null_or_empty_sequence(json_object *o, const char *field, const char *list, struct skv_err *err)
+/* normalizer: null, NFC, or a Sequence of those (NFC twice is NFC). */
+static int load_normalizer(struct skv_tokenizer *t, json_object *o, struct skv_err *err)
 {
+	json_object *list = NULL;
+	size_t n = 1;
 	if (!o || json_object_is_type(o, json_type_null))
 		return 0;
 	const char *type = type_of(o);
-	json_object *l = get(o, list);
-	if (type && !strcmp(type, "Sequence") && l && json_object_is_type(l, json_type_array) &&
-	    json_object_array_length(l) == 0)
-		return 0;
-	return skv_err_set(err, -ENOTSUP, "%s '%s' is not supported (only null)", field, type ? type : "?");
+	if (type && !strcmp(type, "Sequence")) {
+		list = get(o, "normalizers");
+		if (!list || !json_object_is_type(list, json_type_array))
+			return skv_err_set(err, -EINVAL, "normalizer.normalizers must be an array");
+		n = json_object_array_length(list);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *et = type_of(list ? json_object_array_get_idx(list, i) : o);
+		char what[64];
+		snprintf(what, sizeof(what), list ? "normalizer.normalizers[%zu]" : "normalizer", i);
+		if (!et || strcmp(et, "NFC"))
+			return skv_err_set(err, -ENOTSUP, "%s '%.64s' is not supported (NFC)", what, et ? et : "?");
+		UErrorCode st = U_ZERO_ERROR;
+		t->nfc = unorm2_getNFCInstance(&st);
+		if (U_FAILURE(st) || !t->nfc)
+			return skv_err_set(err, -EIO, "%s: ICU has no NFC data (%s)", what, u_errorName(st));
+	}
+	return 0;
 }
 
 static int load_decoder(json_object *d, struct skv_err *err)
@@ -753,7 +790,7 @@ static int parse(const char *json, size_t len, struct skv_tokenizer *t, struct s
 	if ((v = get(root, "version")) &&
 	    (!json_object_is_type(v, json_type_string) || strcmp(json_object_get_string(v), "1.0")))
 		return skv_err_set(err, -ENOTSUP, "version must be \"1.0\"");
-	if ((r = check_null_or_empty_sequence(get(root, "normalizer"), "normalizer", "normalizers", err)) < 0 ||
+	if ((r = load_normalizer(t, get(root, "normalizer"), err)) < 0 ||
 	    (r = load_model(t, get(root, "model"), &vocab_r, &nr, err)) < 0 ||
 	    (r = load_pretokenizer(t, get(root, "pre_tokenizer"), err)) < 0 ||
 	    (r = load_decoder(get(root, "decoder"), err)) < 0 || (r = load_post(t, get(root, "post_processor"), err)) < 0 ||
