@@ -774,6 +774,15 @@ static void test_load_errors(void **state)
 	expect_load_error("{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"ByteLevel\"},{\"type\":"
 			  "\"ByteLevel\"}]},\"decoder\":{\"type\":\"ByteLevel\"}," MODEL("{}", "[]") "}",
 			  "only a ByteLevel step may come last");
+	expect_load_error("{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":"
+			  "\"first\",\"split\":false},\"decoder\":{\"type\":\"ByteLevel\"}," MODEL("{}", "[]") "}",
+			  "pre_tokenizer: type 'Metaspace' is not supported");
+	expect_load_error("{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\","
+			  "\"individual_digits\":1},{\"type\":\"ByteLevel\"}]},\"decoder\":{\"type\":\"ByteLevel\"},"
+			  MODEL("{}", "[]") "}", "pretokenizers[0].individual_digits must be true or false");
+	expect_load_error("{\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"decoder\":{\"type\":\"Sequence\",\"decoders\":"
+			  "[{\"type\":\"Replace\"},{\"type\":\"ByteFallback\"}]}," MODEL("{}", "[]") "}",
+			  "decoder.decoders[0] 'Replace' is not supported");
 	expect_load_error("{\"pre_tokenizer\":{\"type\":\"ByteLevel\"}," MODEL("{}", "[]") "}", "decoder is null");
 	expect_load_error("{\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"decoder\":{\"type\":\"WordPiece\"}," MODEL("{}", "[]") "}",
 			  "decoder 'WordPiece'");
