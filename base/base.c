@@ -1,10 +1,12 @@
-/* base.c: error messages, clocks and number parsing shared by every module. */
+/* base.c: error messages, clocks, number parsing and small-file reading shared by every module. */
 #include "skv-base.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,5 +89,40 @@ int skv_parse_f64(const char *s, double min, double max, double *ret)
 	if (errno == ERANGE || v < min || v > max)
 		return -ERANGE;
 	*ret = v;
+	return 0;
+}
+
+int skv_read_file(const char *path, size_t max_bytes, char **ret_buf, size_t *ret_len, struct skv_err *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_free_ char *buf = NULL;
+	struct stat st;
+	size_t got = 0;
+
+	if (fd < 0)
+		return skv_err_set(err, -errno, "%s: cannot open: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0)
+		return skv_err_set(err, -errno, "%s: cannot stat: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return skv_err_set(err, -EINVAL, "%s: not a regular file", path);
+	if ((uint64_t)st.st_size > max_bytes)
+		return skv_err_set(err, -EFBIG, "%s: %lld bytes, more than the limit of %zu", path,
+				   (long long)st.st_size, max_bytes);
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
+		return skv_err_set(err, -ENOMEM, "%s: out of memory", path);
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return skv_err_set(err, -errno, "%s: read failed: %s", path, strerror(errno));
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	*ret_buf = SKV_TAKE_PTR(buf);
+	*ret_len = got;
 	return 0;
 }

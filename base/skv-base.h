@@ -112,6 +112,10 @@ uint64_t skv_now_ns(void);
  * setting the variable before it spawns them. */
 void skv_reexec_passive_omp(char **argv);
 
+/* Read a whole small file (config, index, tokenizer) into a NUL-terminated heap buffer.
+ * Refuses files larger than max_bytes with -EFBIG. */
+int skv_read_file(const char *path, size_t max_bytes, char **ret_buf, size_t *ret_len, struct skv_err *err);
+
 /* Parse a whole decimal integer in [min, max]; -EINVAL on junk, -ERANGE outside. */
 int skv_parse_i64(const char *s, int64_t min, int64_t max, int64_t *ret);
 int skv_parse_f64(const char *s, double min, double max, double *ret);

@@ -5,53 +5,16 @@
  */
 #include "model-config.h"
 
-#include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 void skv_json_putp(json_object **o)
 {
 	if (*o)
 		json_object_put(*o);
-}
-
-int skv_read_file(const char *path, size_t max_bytes, char **ret_buf, size_t *ret_len, struct skv_err *err)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	_cleanup_free_ char *buf = NULL;
-	struct stat st;
-	size_t got = 0;
-
-	if (fd < 0)
-		return skv_err_set(err, -errno, "%s: cannot open: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0)
-		return skv_err_set(err, -errno, "%s: cannot stat: %s", path, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return skv_err_set(err, -EINVAL, "%s: not a regular file", path);
-	if ((uint64_t)st.st_size > max_bytes)
-		return skv_err_set(err, -EFBIG, "%s: %lld bytes, more than the limit of %zu", path,
-				   (long long)st.st_size, max_bytes);
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf)
-		return skv_err_set(err, -ENOMEM, "%s: out of memory", path);
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return skv_err_set(err, -errno, "%s: read failed: %s", path, strerror(errno));
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	*ret_buf = SKV_TAKE_PTR(buf);
-	*ret_len = got;
-	return 0;
 }
 
 int skv_json_parse(const char *text, size_t len, const char *name, json_object **ret, struct skv_err *err)

@@ -107,10 +107,6 @@ static inline bool skv_model_is_eos(const struct skv_model_config *c, int32_t id
 	return false;
 }
 
-/* Read a whole small file (config, index, tokenizer) into a NUL-terminated heap buffer.
- * Refuses files larger than max_bytes with -EFBIG. */
-int skv_read_file(const char *path, size_t max_bytes, char **ret_buf, size_t *ret_len, struct skv_err *err);
-
 /* Parse one JSON document (json-c, strict): only whitespace may follow it; errors name `name`
  * and the byte offset. The caller owns *ret (json_object_put, or _cleanup_json_). */
 struct json_object;

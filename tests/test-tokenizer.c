@@ -1,7 +1,9 @@
 /* test-tokenizer.c: the tokenizer against Hugging Face tokenizers' own output (fixtures made by
  * scripts/make-tokenizer-fixtures.py: tricky strings, real files, 1 MB documents without spaces,
  * decodings), with the Llama-3-shaped vocabulary skv-mkmodel ships and a second one trained by
- * tokenizers itself; round trips; the streaming decoder fed one id at a time; invalid UTF-8;
+ * tokenizers itself; SmolLM2's pipeline on a trained vocabulary and (with SKV_SMOLLM2) on its real
+ * one, Qwen2's (NFC) and ICU's NFC on every code point, every Split behaviour and Digits, ignore_merges where it changes the ids (fixtures by
+ * scripts/make-tokenizer-families.py); round trips; the streaming decoder fed one id at a time; invalid UTF-8;
  * special tokens both ways; load errors; the synthetic tokenizer's determinism; skv-tok.
  */
 #include <json-c/json.h>
@@ -34,12 +36,13 @@ static json_object *field(json_object *o, const char *k)
 	return v;
 }
 
+/* sub: a fixture below fixdir, or an absolute path. */
 static struct skv_tokenizer *load_tok(const char *sub)
 {
 	char path[4200];
 	struct skv_tokenizer *t = NULL;
 	struct skv_err err = {0};
-	snprintf(path, sizeof(path), "%s/%s", fixdir, sub);
+	snprintf(path, sizeof(path), "%s%s%s", sub[0] == '/' ? "" : fixdir, sub[0] == '/' ? "" : "/", sub);
 	if (skv_tokenizer_load(path, &t, &err) < 0)
 		fail_msg("%s: %s", path, err.msg);
 	return t;
@@ -389,6 +392,167 @@ static void test_long_documents(void **state)
 	skv_tokenizer_free(nim);
 }
 
+/* ---- other families --------------------------------------------------------------------- */
+
+/* SmolLM2's pipeline (Digits, then ByteLevel with its regex) on a vocabulary tokenizers trained. */
+static void test_golden_smollm2_shape(void **state)
+{
+	(void)state;
+	json_object *g = load_json("golden-smollm2-shape.json");
+	struct skv_tokenizer *t = load_tok("smollm2-shape");
+	assert_int_equal(skv_tokenizer_token_id(t, "<|im_end|>", 10), 2);
+	check_cases(t, field(g, "cases"), NULL);
+	check_cases(t, field(g, "files"), NULL);
+	check_round_trip(t, "smollm2-shape", "golden-smollm2-shape.json", NULL);
+	check_decode("smollm2-shape", "golden-smollm2-shape.json");
+	check_long("smollm2-shape", "golden-smollm2-shape.json", NULL);
+	json_object_put(g);
+}
+
+/* Qwen2's pipeline: the NFC normalizer (ICU), Qwen2's split, ByteLevel; a normalized added token
+ * written decomposed. No round trip: decoding gives the NFC of the text back. */
+static void test_golden_qwen2_shape(void **state)
+{
+	(void)state;
+	json_object *g = load_json("golden-qwen2-shape.json");
+	struct skv_tokenizer *t = load_tok("qwen2-shape");
+	check_cases(t, field(g, "cases"), NULL);
+	check_cases(t, field(g, "files"), NULL);
+	check_decode("qwen2-shape", "golden-qwen2-shape.json");
+	check_long("qwen2-shape", "golden-qwen2-shape.json", NULL);
+	skv_tokenizer_free(t);
+	json_object_put(g);
+}
+
+/* ICU's NFC against tokenizers' on every code point alone (those it changes are listed, every
+ * other must stay as it is) and on the decomposition of every precomposed character. */
+static void test_nfc(void **state)
+{
+	(void)state;
+	json_object *g = load_json("golden-nfc.json"), *changed = field(g, "changed"), *compose = field(g, "compose");
+	struct skv_tokenizer *t = load_tok("qwen2-shape");
+	struct skv_tok_nfc_buf b = {0};
+	size_t k = 0, bad = 0;
+	assert_non_null(t->nfc);
+	assert_true(json_object_array_length(changed) > 1000);
+	assert_true(json_object_array_length(compose) > 2000);
+	for (uint32_t cp = 1; cp < 0x110000; cp++) {
+		if ((cp >= 0xd800 && cp <= 0xdfff) || cp == '\n')
+			continue;
+		char u[4];
+		const char *out, *want = u;
+		size_t l = skv_utf8_encode(cp, u), wl = l;
+		ssize_t n = skv_tok_nfc(t->nfc, u, l, &b, &out);
+		assert_true(n >= 0);
+		json_object *c = k < json_object_array_length(changed) ? json_object_array_get_idx(changed, k) : NULL;
+		if (c && json_object_get_int(json_object_array_get_idx(c, 0)) == (int32_t)cp) {
+			want = json_object_get_string(json_object_array_get_idx(c, 1));
+			wl = (size_t)json_object_get_string_len(json_object_array_get_idx(c, 1));
+			k++;
+		}
+		if ((size_t)n != wl || memcmp(out, want, wl)) {
+			if (bad++ < 10)
+				print_error("NFC of U+%04X: ICU gives %zd bytes '%.*s', tokenizers '%.*s'\n", cp, n, (int)n, out,
+					    (int)wl, want);
+		}
+	}
+	for (size_t i = 0; i < json_object_array_length(compose); i++) {
+		json_object *c = json_object_array_get_idx(compose, i), *in = json_object_array_get_idx(c, 0);
+		json_object *want = json_object_array_get_idx(c, 1);
+		const char *out;
+		ssize_t n = skv_tok_nfc(t->nfc, json_object_get_string(in), (size_t)json_object_get_string_len(in), &b, &out);
+		if (n != json_object_get_string_len(want) || memcmp(out, json_object_get_string(want), (size_t)n)) {
+			if (bad++ < 20)
+				print_error("NFC of '%s': ICU gives '%.*s', tokenizers '%s'\n", json_object_get_string(in),
+					    (int)SKV_MAX(n, 0), out, json_object_get_string(want));
+		}
+	}
+	assert_int_equal(bad, 0);
+	skv_tok_nfc_buf_done(&b);
+	skv_tokenizer_free(t);
+	json_object_put(g);
+}
+
+/* SmolLM2-135M-Instruct's own tokenizer.json, made from its GGUF (skv-import, or
+ * scripts/make-tokenizer-families.py --smollm2-gguf): SKV_SMOLLM2 names it or its directory.
+ * Skipped without it; the vocabulary is never committed, only tokenizers' ids for it. */
+static void test_golden_smollm2(void **state)
+{
+	(void)state;
+	const char *path = getenv("SKV_SMOLLM2");
+	if (!path || !*path) {
+		print_message("SKV_SMOLLM2 is not set: SmolLM2's real tokenizer is not tested\n");
+		skip();
+	}
+	char *abs = realpath(path, NULL);
+	if (!abs)
+		fail_msg("SKV_SMOLLM2=%s: %s", path, strerror(errno));
+	json_object *g = load_json("golden-smollm2.json");
+	struct skv_tokenizer *t = load_tok(abs);
+	assert_int_equal(skv_tokenizer_n_ids(t), json_object_get_int(field(g, "n_vocab")));
+	check_cases(t, field(g, "cases"), NULL);
+	check_cases(t, field(g, "files"), NULL);
+	check_decode(abs, "golden-smollm2.json");
+	check_long(abs, "golden-smollm2.json", NULL);
+	skv_tokenizer_free(t);
+	json_object_put(g);
+	free(abs);
+}
+
+/* The gpt2 fixture's vocabulary under every pre-tokenizer variant of golden-splits.json. */
+static void test_pretokenizers(void **state)
+{
+	(void)state;
+	char path[4200];
+	json_object *g = load_json("golden-splits.json"), *texts = field(g, "texts"), *vars = field(g, "variants");
+	snprintf(path, sizeof(path), "%s/gpt2/tokenizer.json", fixdir);
+	json_object *root = json_object_from_file(path);
+	assert_non_null(root);
+	assert_true(json_object_array_length(vars) >= 40);
+	for (size_t v = 0; v < json_object_array_length(vars); v++) {
+		json_object *var = json_object_array_get_idx(vars, v), *ids = field(var, "ids");
+		const char *name = json_object_get_string(field(var, "name"));
+		json_object_object_add(root, "pre_tokenizer", json_object_get(field(var, "pre_tokenizer")));
+		const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
+		struct skv_tokenizer *t = NULL;
+		struct skv_tokenizer_ws *ws = NULL;
+		struct skv_err err = {0};
+		if (skv_tokenizer_parse(text, strlen(text), name, &t, &err) < 0)
+			fail_msg("%s: %s", name, err.msg);
+		assert_int_equal(skv_tokenizer_ws_new(t, &ws), 0);
+		for (size_t i = 0; i < json_object_array_length(texts); i++) {
+			json_object *s = json_object_array_get_idx(texts, i);
+			char what[160];
+			snprintf(what, sizeof(what), "%s, text %zu (%.40s)", name, i, json_object_get_string(s));
+			expect_ids(t, ws, json_object_get_string(s), (size_t)json_object_get_string_len(s), 0,
+				   json_object_array_get_idx(ids, i), what);
+		}
+		skv_tokenizer_ws_free(ws);
+		skv_tokenizer_free(t);
+	}
+	json_object_put(root);
+	json_object_put(g);
+}
+
+/* Words that are vocabulary entries their own merges do not build: ignore_merges decides. */
+static void test_ignore_merges(void **state)
+{
+	(void)state;
+	json_object *g = load_json("golden-ignore-merges.json"), *cases = field(g, "cases");
+	struct skv_tokenizer *t = load_tok("ignore-merges");
+	struct skv_tokenizer *nim = load_edited("ignore-merges", "\"ignore_merges\": true", "\"ignore_merges\": false");
+	size_t differ = 0;
+	for (size_t i = 0; i < json_object_array_length(cases); i++) {
+		json_object *c = json_object_array_get_idx(cases, i);
+		differ += strcmp(json_object_to_json_string(field(c, "ids")), json_object_to_json_string(field(c, "ids_nim"))) != 0;
+	}
+	assert_true(differ >= 8); /* the fixture is what makes the rule matter */
+	check_cases(t, cases, nim);
+	skv_tokenizer_free(t);
+	skv_tokenizer_free(nim);
+	json_object_put(g);
+}
+
 /* ---- invalid UTF-8, specials, workspaces ------------------------------------------------- */
 
 static void test_invalid_utf8(void **state)
@@ -515,6 +679,10 @@ static void test_unicode_classes(void **state)
 	check_class("\\p{L}", skv_tok_letter_ranges, skv_tok_letter_ranges_n, "\\p{L}");
 	check_class("[\\p{N}]", skv_tok_number_ranges, skv_tok_number_ranges_n, "\\p{N}");
 	check_class("\\s", skv_tok_space_ranges, skv_tok_space_ranges_n, "\\s");
+	/* the Digits pre-tokenizer's class, which is not translated but spelled out whole */
+	char numeric[4096];
+	snprintf(numeric, sizeof(numeric), "[%s]", skv_tok_numeric_items);
+	check_class(numeric, skv_tok_numeric_ranges, skv_tok_numeric_ranges_n, "is_numeric");
 }
 
 static void test_regex_translate(void **state)
@@ -585,7 +753,10 @@ static void test_load_errors(void **state)
 	expect_load_error("{" PRE "\"model\":{\"type\":\"BPE\",\"continuing_subword_prefix\":\"##\",\"vocab\":{},\"merges\":[]}}",
 			  "continuing_subword_prefix");
 	expect_load_error("{" PRE "\"model\":{\"type\":\"BPE\",\"dropout\":0.1,\"vocab\":{},\"merges\":[]}}", "dropout");
-	expect_load_error("{\"normalizer\":{\"type\":\"NFC\"}," PRE MODEL("{}", "[]") "}", "normalizer");
+	expect_load_error("{\"normalizer\":{\"type\":\"NFKC\"}," PRE MODEL("{}", "[]") "}", "normalizer 'NFKC' is not supported");
+	expect_load_error("{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFC\"},{\"type\":"
+			  "\"Prepend\",\"prepend\":\"x\"}]}," PRE MODEL("{}", "[]") "}",
+			  "normalizer.normalizers[1] 'Prepend' is not supported");
 	expect_load_error("{\"decoder\":{\"type\":\"ByteLevel\"}," MODEL("{}", "[]") "}", "pre_tokenizer is null");
 	expect_load_error("{\"pre_tokenizer\":{\"type\":\"Whitespace\"},\"decoder\":{\"type\":\"ByteLevel\"}," MODEL("{}", "[]") "}",
 			  "Whitespace");
@@ -597,12 +768,21 @@ static void test_load_errors(void **state)
 			  "\"decoder\":{\"type\":\"ByteLevel\"}," MODEL("{}", "[]") "}",
 			  "pretokenizers[0].pattern");
 	expect_load_error("{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":"
-			  "{\"Regex\":\"a\"},\"behavior\":\"MergedWithNext\",\"invert\":false},{\"type\":\"ByteLevel\"}]},"
+			  "{\"Regex\":\"a\"},\"behavior\":\"MergedWithBoth\",\"invert\":false},{\"type\":\"ByteLevel\"}]},"
 			  "\"decoder\":{\"type\":\"ByteLevel\"}," MODEL("{}", "[]") "}",
-			  "MergedWithNext");
+			  "pretokenizers[0].behavior 'MergedWithBoth' is not one of");
 	expect_load_error("{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"ByteLevel\"},{\"type\":"
 			  "\"ByteLevel\"}]},\"decoder\":{\"type\":\"ByteLevel\"}," MODEL("{}", "[]") "}",
 			  "only a ByteLevel step may come last");
+	expect_load_error("{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":"
+			  "\"first\",\"split\":false},\"decoder\":{\"type\":\"ByteLevel\"}," MODEL("{}", "[]") "}",
+			  "pre_tokenizer: type 'Metaspace' is not supported");
+	expect_load_error("{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\","
+			  "\"individual_digits\":1},{\"type\":\"ByteLevel\"}]},\"decoder\":{\"type\":\"ByteLevel\"},"
+			  MODEL("{}", "[]") "}", "pretokenizers[0].individual_digits must be true or false");
+	expect_load_error("{\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"decoder\":{\"type\":\"Sequence\",\"decoders\":"
+			  "[{\"type\":\"Replace\"},{\"type\":\"ByteFallback\"}]}," MODEL("{}", "[]") "}",
+			  "decoder.decoders[0] 'Replace' is not supported");
 	expect_load_error("{\"pre_tokenizer\":{\"type\":\"ByteLevel\"}," MODEL("{}", "[]") "}", "decoder is null");
 	expect_load_error("{\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"decoder\":{\"type\":\"WordPiece\"}," MODEL("{}", "[]") "}",
 			  "decoder 'WordPiece'");
@@ -861,7 +1041,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_golden_llama3),	cmocka_unit_test(test_golden_gpt2),
 		cmocka_unit_test(test_decode),		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_long_documents),	cmocka_unit_test(test_invalid_utf8),
+		cmocka_unit_test(test_long_documents),	cmocka_unit_test(test_golden_smollm2_shape),
+		cmocka_unit_test(test_golden_smollm2),	cmocka_unit_test(test_golden_qwen2_shape),
+		cmocka_unit_test(test_nfc),		cmocka_unit_test(test_pretokenizers),
+		cmocka_unit_test(test_ignore_merges),	cmocka_unit_test(test_invalid_utf8),
 		cmocka_unit_test(test_specials),	cmocka_unit_test(test_unicode_classes),
 		cmocka_unit_test(test_regex_translate), cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_synthetic),	cmocka_unit_test(test_skv_tok),

@@ -10,7 +10,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char text[] = "Hello, world! I'm 12345 <|eot_id|><x> aa\r\n\t 😀 日本語 ab ab";
+	static const char text[] = "Hello, world! I'm 12345 <|eot_id|><x> aa\r\n\t 😀 日本語 ab ab cafe\xcc\x81 x-y";
 	struct skv_tokenizer *t = NULL;
 	struct skv_tokenizer_ws *ws = NULL;
 	struct skv_err err = {0};

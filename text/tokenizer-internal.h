@@ -61,12 +61,17 @@ static inline const struct skv_merge_slot *skv_mergemap_get(const struct skv_mer
 
 /* ---- the tokenizer ----------------------------------------------------------------------- */
 
+/* tokenizers' SplitDelimiterBehavior: what becomes of a match and the text around it. */
 enum skv_tok_behavior {
-	SKV_TOK_ISOLATED,
-	SKV_TOK_REMOVED,
+	SKV_TOK_ISOLATED,	     /* a piece of its own */
+	SKV_TOK_REMOVED,	     /* dropped */
+	SKV_TOK_MERGED_WITH_PREVIOUS, /* appended to the piece before it */
+	SKV_TOK_MERGED_WITH_NEXT,     /* prepended to the piece after it */
+	SKV_TOK_CONTIGUOUS,	     /* consecutive matches (or non-matches) form one piece */
 };
 
-/* One step of pre-tokenization, applied to every piece the previous step produced. */
+/* One step of pre-tokenization, applied to every piece the previous step produced. A Digits
+ * step is a split on one numeric character (Isolated for individual_digits, else Contiguous). */
 struct skv_tok_stage {
 	enum { SKV_TOK_STAGE_SPLIT, SKV_TOK_STAGE_PREFIX_SPACE } kind;
 	pcre2_code *re; /* NULL: matches nothing (an empty String pattern) */
@@ -113,6 +118,9 @@ struct skv_tokenizer {
 	uint8_t n_fallback[256];       /* 0: no complete fallback */
 	int32_t unk_id;		       /* -1: none */
 	bool ignore_merges, fuse_unk;
+
+	/* normalizer: none, or NFC (ICU's) */
+	const void *nfc; /* const UNormalizer2 *, NULL: no normalizer */
 
 	/* added tokens: added[] in file order, two tries (not normalized, normalized) */
 	struct skv_tok_added *added;
@@ -161,8 +169,20 @@ extern const uint32_t skv_tok_word_ranges[][2]; /* Rust regex \w (added tokens' 
 extern const size_t skv_tok_word_ranges_n;
 /* PCRE2 class items for Oniguruma's \s (Unicode White_Space). */
 extern const char skv_tok_space_items[];
+/* Rust's char::is_numeric (the Digits pre-tokenizer's class) as PCRE2 class items, and as ranges. */
+extern const char skv_tok_numeric_items[];
+extern const uint32_t skv_tok_numeric_ranges[][2];
+extern const size_t skv_tok_numeric_ranges_n;
 
 /* ---- the workspace ----------------------------------------------------------------------- */
+
+/* Amortized buffers of the NFC normalizer. */
+struct skv_tok_nfc_buf {
+	char *out;
+	size_t cap_out;
+	uint16_t *u16[2]; /* UTF-16 for ICU: the text, its NFC */
+	size_t cap16[2];  /* in code units */
+};
 
 /* Pre-tokens with fewer symbols merge by scanning, longer ones through a heap. */
 #define SKV_TOK_SMALL_WORD 48
@@ -181,6 +201,7 @@ struct skv_tokenizer_ws {
 	size_t cap_text;
 	char *scratch; /* prefix-space copies */
 	size_t cap_scratch;
+	struct skv_tok_nfc_buf norm; /* the normalized text of a gap between added tokens */
 	pcre2_match_data *md;
 	pcre2_match_context *mctx;
 	pcre2_jit_stack *jit_stack;
@@ -207,6 +228,10 @@ struct skv_tokenizer_ws {
 };
 
 int skv_tok_ws_push(struct skv_tokenizer_ws *ws, const int32_t *ids, size_t n);
+/* NFC of s[0..n) (valid UTF-8) through ICU: *ret is s itself when nothing changes (all ASCII),
+ * else b->out. Returns the length or a negative errno. */
+ssize_t skv_tok_nfc(const void *nfc, const char *s, size_t n, struct skv_tok_nfc_buf *b, const char **ret);
+void skv_tok_nfc_buf_done(struct skv_tok_nfc_buf *b);
 /* Encodes one pre-token (raw bytes) with the BPE model, appending ids to ws (tokenizer-bpe.c). */
 int skv_tok_bpe_piece(const struct skv_tokenizer *tok, struct skv_tokenizer_ws *ws, const uint8_t *s, size_t n);
 /* Runs pre-tokenization from stage `stage` on s and BPE on every piece (tokenizer-pretok.c). */

@@ -3,10 +3,12 @@
  *
  * What it loads: model BPE (vocab, merges as "a b" strings or ["a", "b"] pairs, ignore_merges,
  * unk_token, fuse_unk, byte_fallback); added_tokens, special or not, with lstrip / rstrip /
- * single_word / normalized; a pre_tokenizer made of Split (regex or string; Isolated or Removed;
- * invert) stages followed by one ByteLevel (use_regex, add_prefix_space); the ByteLevel decoder;
- * the TemplateProcessing post-processor, alone or inside a Sequence beside ByteLevel. Anything
- * else (a normalizer, WordPiece, Metaspace, continuing_subword_prefix, ...) is refused at load
+ * single_word / normalized; a pre_tokenizer made of Split (regex or string; Isolated, Removed,
+ * MergedWithPrevious, MergedWithNext or Contiguous; invert) and Digits (individual_digits or not)
+ * steps followed by one ByteLevel (use_regex, add_prefix_space); the ByteLevel decoder;
+ * the TemplateProcessing post-processor, alone or inside a Sequence beside ByteLevel; the NFC
+ * normalizer (ICU's). Anything else (another normalizer, WordPiece, Metaspace,
+ * continuing_subword_prefix, ...) is refused at load
  * with a message that names the field: the product serves Llama-3 checkpoints, and a tokenizer it
  * would only approximate is worse than a clear error. Truncation and padding are ignored: callers
  * enforce context limits themselves.

@@ -5,11 +5,16 @@
  * (25); and the Rust regex \w (144667) that single_word added tokens test (its \s is the same
  * as Oniguruma's). PCRE2 10.42 knows Unicode 14.0.0; the *_extra strings add, as PCRE2 class
  * items, what it lacks. The full range lists are the oracle the tests compare against.
+ *
+ * The Digits pre-tokenizer does not use the regex engine but Rust's char::is_numeric, whose Unicode
+ * may be newer still: skv_tok_numeric_items is that class (1924 code points) spelled out whole
+ * as PCRE2 class items.
  */
 #include "tokenizer-internal.h"
 
 const char skv_tok_letters_extra[] = "\\x{1c89}-\\x{1c8a}\\x{a7cb}-\\x{a7cd}\\x{a7da}-\\x{a7dc}\\x{105c0}-\\x{105f3}\\x{10d4a}-\\x{10d65}\\x{10d6f}-\\x{10d85}\\x{10ec2}-\\x{10ec4}\\x{1123f}-\\x{11240}\\x{11380}-\\x{11389}\\x{1138b}\\x{1138e}\\x{11390}-\\x{113b5}\\x{113b7}\\x{113d1}\\x{113d3}\\x{11bc0}-\\x{11be0}\\x{11f02}\\x{11f04}-\\x{11f10}\\x{11f12}-\\x{11f33}\\x{1342f}\\x{13441}-\\x{13446}\\x{13460}-\\x{143fa}\\x{16100}-\\x{1611d}\\x{16d40}-\\x{16d6c}\\x{18cff}\\x{1b132}\\x{1b155}\\x{1df25}-\\x{1df2a}\\x{1e030}-\\x{1e06d}\\x{1e4d0}-\\x{1e4eb}\\x{1e5d0}-\\x{1e5ed}\\x{1e5f0}\\x{2b739}\\x{2ebf0}-\\x{2ee5d}\\x{31350}-\\x{323af}";
 const char skv_tok_numbers_extra[] = "\\x{10d40}-\\x{10d49}\\x{116d0}-\\x{116e3}\\x{11bf0}-\\x{11bf9}\\x{11f50}-\\x{11f59}\\x{16130}-\\x{16139}\\x{16d70}-\\x{16d79}\\x{1ccf0}-\\x{1ccf9}\\x{1d2c0}-\\x{1d2d3}\\x{1e4f0}-\\x{1e4f9}\\x{1e5f1}-\\x{1e5fa}";
+const char skv_tok_numeric_items[] = "\\x{30}-\\x{39}\\x{b2}-\\x{b3}\\x{b9}\\x{bc}-\\x{be}\\x{660}-\\x{669}\\x{6f0}-\\x{6f9}\\x{7c0}-\\x{7c9}\\x{966}-\\x{96f}\\x{9e6}-\\x{9ef}\\x{9f4}-\\x{9f9}\\x{a66}-\\x{a6f}\\x{ae6}-\\x{aef}\\x{b66}-\\x{b6f}\\x{b72}-\\x{b77}\\x{be6}-\\x{bf2}\\x{c66}-\\x{c6f}\\x{c78}-\\x{c7e}\\x{ce6}-\\x{cef}\\x{d58}-\\x{d5e}\\x{d66}-\\x{d78}\\x{de6}-\\x{def}\\x{e50}-\\x{e59}\\x{ed0}-\\x{ed9}\\x{f20}-\\x{f33}\\x{1040}-\\x{1049}\\x{1090}-\\x{1099}\\x{1369}-\\x{137c}\\x{16ee}-\\x{16f0}\\x{17e0}-\\x{17e9}\\x{17f0}-\\x{17f9}\\x{1810}-\\x{1819}\\x{1946}-\\x{194f}\\x{19d0}-\\x{19da}\\x{1a80}-\\x{1a89}\\x{1a90}-\\x{1a99}\\x{1b50}-\\x{1b59}\\x{1bb0}-\\x{1bb9}\\x{1c40}-\\x{1c49}\\x{1c50}-\\x{1c59}\\x{2070}\\x{2074}-\\x{2079}\\x{2080}-\\x{2089}\\x{2150}-\\x{2182}\\x{2185}-\\x{2189}\\x{2460}-\\x{249b}\\x{24ea}-\\x{24ff}\\x{2776}-\\x{2793}\\x{2cfd}\\x{3007}\\x{3021}-\\x{3029}\\x{3038}-\\x{303a}\\x{3192}-\\x{3195}\\x{3220}-\\x{3229}\\x{3248}-\\x{324f}\\x{3251}-\\x{325f}\\x{3280}-\\x{3289}\\x{32b1}-\\x{32bf}\\x{a620}-\\x{a629}\\x{a6e6}-\\x{a6ef}\\x{a830}-\\x{a835}\\x{a8d0}-\\x{a8d9}\\x{a900}-\\x{a909}\\x{a9d0}-\\x{a9d9}\\x{a9f0}-\\x{a9f9}\\x{aa50}-\\x{aa59}\\x{abf0}-\\x{abf9}\\x{ff10}-\\x{ff19}\\x{10107}-\\x{10133}\\x{10140}-\\x{10178}\\x{1018a}-\\x{1018b}\\x{102e1}-\\x{102fb}\\x{10320}-\\x{10323}\\x{10341}\\x{1034a}\\x{103d1}-\\x{103d5}\\x{104a0}-\\x{104a9}\\x{10858}-\\x{1085f}\\x{10879}-\\x{1087f}\\x{108a7}-\\x{108af}\\x{108fb}-\\x{108ff}\\x{10916}-\\x{1091b}\\x{109bc}-\\x{109bd}\\x{109c0}-\\x{109cf}\\x{109d2}-\\x{109ff}\\x{10a40}-\\x{10a48}\\x{10a7d}-\\x{10a7e}\\x{10a9d}-\\x{10a9f}\\x{10aeb}-\\x{10aef}\\x{10b58}-\\x{10b5f}\\x{10b78}-\\x{10b7f}\\x{10ba9}-\\x{10baf}\\x{10cfa}-\\x{10cff}\\x{10d30}-\\x{10d39}\\x{10d40}-\\x{10d49}\\x{10e60}-\\x{10e7e}\\x{10f1d}-\\x{10f26}\\x{10f51}-\\x{10f54}\\x{10fc5}-\\x{10fcb}\\x{11052}-\\x{1106f}\\x{110f0}-\\x{110f9}\\x{11136}-\\x{1113f}\\x{111d0}-\\x{111d9}\\x{111e1}-\\x{111f4}\\x{112f0}-\\x{112f9}\\x{11450}-\\x{11459}\\x{114d0}-\\x{114d9}\\x{11650}-\\x{11659}\\x{116c0}-\\x{116c9}\\x{116d0}-\\x{116e3}\\x{11730}-\\x{1173b}\\x{118e0}-\\x{118f2}\\x{11950}-\\x{11959}\\x{11bf0}-\\x{11bf9}\\x{11c50}-\\x{11c6c}\\x{11d50}-\\x{11d59}\\x{11da0}-\\x{11da9}\\x{11de0}-\\x{11de9}\\x{11f50}-\\x{11f59}\\x{11fc0}-\\x{11fd4}\\x{12400}-\\x{1246e}\\x{16130}-\\x{16139}\\x{16a60}-\\x{16a69}\\x{16ac0}-\\x{16ac9}\\x{16b50}-\\x{16b59}\\x{16b5b}-\\x{16b61}\\x{16d70}-\\x{16d79}\\x{16e80}-\\x{16e96}\\x{16ff4}-\\x{16ff6}\\x{1ccf0}-\\x{1ccf9}\\x{1d2c0}-\\x{1d2d3}\\x{1d2e0}-\\x{1d2f3}\\x{1d360}-\\x{1d378}\\x{1d7ce}-\\x{1d7ff}\\x{1e140}-\\x{1e149}\\x{1e2f0}-\\x{1e2f9}\\x{1e4f0}-\\x{1e4f9}\\x{1e5f1}-\\x{1e5fa}\\x{1e8c7}-\\x{1e8cf}\\x{1e950}-\\x{1e959}\\x{1ec71}-\\x{1ecab}\\x{1ecad}-\\x{1ecaf}\\x{1ecb1}-\\x{1ecb4}\\x{1ed01}-\\x{1ed2d}\\x{1ed2f}-\\x{1ed3d}\\x{1f100}-\\x{1f10c}\\x{1fbf0}-\\x{1fbf9}";
 
 const uint32_t skv_tok_letter_ranges[][2] = {
 	{0x41, 0x5a}, {0x61, 0x7a}, {0xaa, 0xaa}, {0xb5, 0xb5}, {0xba, 0xba}, {0xc0, 0xd6},
@@ -376,3 +381,40 @@ const uint32_t skv_tok_word_ranges[][2] = {
 	{0x30000, 0x3134a}, {0x31350, 0x323af}, {0xe0100, 0xe01ef},
 };
 const size_t skv_tok_word_ranges_n = 796;
+
+const uint32_t skv_tok_numeric_ranges[][2] = {
+	{0x30, 0x39}, {0xb2, 0xb3}, {0xb9, 0xb9}, {0xbc, 0xbe}, {0x660, 0x669}, {0x6f0, 0x6f9},
+	{0x7c0, 0x7c9}, {0x966, 0x96f}, {0x9e6, 0x9ef}, {0x9f4, 0x9f9}, {0xa66, 0xa6f}, {0xae6, 0xaef},
+	{0xb66, 0xb6f}, {0xb72, 0xb77}, {0xbe6, 0xbf2}, {0xc66, 0xc6f}, {0xc78, 0xc7e}, {0xce6, 0xcef},
+	{0xd58, 0xd5e}, {0xd66, 0xd78}, {0xde6, 0xdef}, {0xe50, 0xe59}, {0xed0, 0xed9}, {0xf20, 0xf33},
+	{0x1040, 0x1049}, {0x1090, 0x1099}, {0x1369, 0x137c}, {0x16ee, 0x16f0}, {0x17e0, 0x17e9},
+	{0x17f0, 0x17f9}, {0x1810, 0x1819}, {0x1946, 0x194f}, {0x19d0, 0x19da}, {0x1a80, 0x1a89},
+	{0x1a90, 0x1a99}, {0x1b50, 0x1b59}, {0x1bb0, 0x1bb9}, {0x1c40, 0x1c49}, {0x1c50, 0x1c59},
+	{0x2070, 0x2070}, {0x2074, 0x2079}, {0x2080, 0x2089}, {0x2150, 0x2182}, {0x2185, 0x2189},
+	{0x2460, 0x249b}, {0x24ea, 0x24ff}, {0x2776, 0x2793}, {0x2cfd, 0x2cfd}, {0x3007, 0x3007},
+	{0x3021, 0x3029}, {0x3038, 0x303a}, {0x3192, 0x3195}, {0x3220, 0x3229}, {0x3248, 0x324f},
+	{0x3251, 0x325f}, {0x3280, 0x3289}, {0x32b1, 0x32bf}, {0xa620, 0xa629}, {0xa6e6, 0xa6ef},
+	{0xa830, 0xa835}, {0xa8d0, 0xa8d9}, {0xa900, 0xa909}, {0xa9d0, 0xa9d9}, {0xa9f0, 0xa9f9},
+	{0xaa50, 0xaa59}, {0xabf0, 0xabf9}, {0xff10, 0xff19}, {0x10107, 0x10133}, {0x10140, 0x10178},
+	{0x1018a, 0x1018b}, {0x102e1, 0x102fb}, {0x10320, 0x10323}, {0x10341, 0x10341},
+	{0x1034a, 0x1034a}, {0x103d1, 0x103d5}, {0x104a0, 0x104a9}, {0x10858, 0x1085f},
+	{0x10879, 0x1087f}, {0x108a7, 0x108af}, {0x108fb, 0x108ff}, {0x10916, 0x1091b},
+	{0x109bc, 0x109bd}, {0x109c0, 0x109cf}, {0x109d2, 0x109ff}, {0x10a40, 0x10a48},
+	{0x10a7d, 0x10a7e}, {0x10a9d, 0x10a9f}, {0x10aeb, 0x10aef}, {0x10b58, 0x10b5f},
+	{0x10b78, 0x10b7f}, {0x10ba9, 0x10baf}, {0x10cfa, 0x10cff}, {0x10d30, 0x10d39},
+	{0x10d40, 0x10d49}, {0x10e60, 0x10e7e}, {0x10f1d, 0x10f26}, {0x10f51, 0x10f54},
+	{0x10fc5, 0x10fcb}, {0x11052, 0x1106f}, {0x110f0, 0x110f9}, {0x11136, 0x1113f},
+	{0x111d0, 0x111d9}, {0x111e1, 0x111f4}, {0x112f0, 0x112f9}, {0x11450, 0x11459},
+	{0x114d0, 0x114d9}, {0x11650, 0x11659}, {0x116c0, 0x116c9}, {0x116d0, 0x116e3},
+	{0x11730, 0x1173b}, {0x118e0, 0x118f2}, {0x11950, 0x11959}, {0x11bf0, 0x11bf9},
+	{0x11c50, 0x11c6c}, {0x11d50, 0x11d59}, {0x11da0, 0x11da9}, {0x11de0, 0x11de9},
+	{0x11f50, 0x11f59}, {0x11fc0, 0x11fd4}, {0x12400, 0x1246e}, {0x16130, 0x16139},
+	{0x16a60, 0x16a69}, {0x16ac0, 0x16ac9}, {0x16b50, 0x16b59}, {0x16b5b, 0x16b61},
+	{0x16d70, 0x16d79}, {0x16e80, 0x16e96}, {0x16ff4, 0x16ff6}, {0x1ccf0, 0x1ccf9},
+	{0x1d2c0, 0x1d2d3}, {0x1d2e0, 0x1d2f3}, {0x1d360, 0x1d378}, {0x1d7ce, 0x1d7ff},
+	{0x1e140, 0x1e149}, {0x1e2f0, 0x1e2f9}, {0x1e4f0, 0x1e4f9}, {0x1e5f1, 0x1e5fa},
+	{0x1e8c7, 0x1e8cf}, {0x1e950, 0x1e959}, {0x1ec71, 0x1ecab}, {0x1ecad, 0x1ecaf},
+	{0x1ecb1, 0x1ecb4}, {0x1ed01, 0x1ed2d}, {0x1ed2f, 0x1ed3d}, {0x1f100, 0x1f10c},
+	{0x1fbf0, 0x1fbf9},
+};
+const size_t skv_tok_numeric_ranges_n = 146;

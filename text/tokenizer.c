@@ -186,6 +186,16 @@ static int split_added(const struct skv_tokenizer *tok, struct skv_tokenizer_ws 
 static int segment(const struct skv_tokenizer *tok, struct skv_tokenizer_ws *ws, const char *s, size_t n,
 		   unsigned level, unsigned flags, struct skv_err *err)
 {
+	if (level == 0 && tok->nfc) {
+		/* the normalizer sees each gap between the added tokens that are not normalized, and the
+		 * normalized ones are matched on its output (tokenizers' extract_and_normalize); gaps
+		 * are handled one after the other, so one buffer serves */
+		const char *norm;
+		ssize_t nn = skv_tok_nfc(tok->nfc, s, n, &ws->norm, &norm);
+		if (nn < 0)
+			return skv_err_set(err, (int)nn, "%s: NFC normalization failed", tok->name);
+		return split_added(tok, ws, norm, (size_t)nn, 1, flags, err);
+	}
 	if (level == 0)
 		return split_added(tok, ws, s, n, 1, flags, err);
 	return skv_tok_pretokenize(tok, ws, s, n, 0, err);
@@ -512,6 +522,7 @@ void skv_tokenizer_ws_free(struct skv_tokenizer_ws *ws)
 	free(ws->ids);
 	free(ws->text);
 	free(ws->scratch);
+	skv_tok_nfc_buf_done(&ws->norm);
 	if (ws->md)
 		pcre2_match_data_free(ws->md);
 	if (ws->mctx)

@@ -13,9 +13,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unicode/unorm2.h>
+#include <unicode/utypes.h>
 
-#include "model-config.h"
-
+static void put_jsonp(json_object **o) { json_object_put(*o); }
 
 static json_object *get(json_object *o, const char *key)
 {
@@ -203,9 +204,28 @@ static int load_added(struct skv_tokenizer *t, json_object *arr, struct skv_err 
 			t->n_ids = (uint32_t)id + 1;
 	}
 	/* "special" follows the content: a token whose text was ever added as special is one */
+	_cleanup_(skv_tok_nfc_buf_done) struct skv_tok_nfc_buf nb = {0};
 	for (size_t k = 0; k < t->n_added; k++) {
 		struct skv_tok_added *a = &t->added[k];
 		a->special = skv_strmap_get(&special, a->content, a->len) >= 0;
+		/* a normalized token is looked for in normalized text, and decodes, in its normalized
+		 * form (tokenizers normalizes the content when it adds the token) */
+		const char *c;
+		ssize_t cl;
+		if (a->normalized && t->nfc) {
+			if ((cl = skv_tok_nfc(t->nfc, a->content, a->len, &nb, &c)) < 0)
+				return skv_err_set(err, (int)cl, "added_tokens: NFC normalization failed");
+			if (c != a->content) {
+				char *copy = malloc((size_t)cl + 1);
+				if (!copy)
+					return skv_err_set(err, -ENOMEM, "out of memory");
+				memcpy(copy, c, (size_t)cl);
+				copy[cl] = '\0';
+				free(a->content);
+				a->content = copy;
+				a->len = (uint32_t)cl;
+			}
+		}
 		if ((r = trie_add(&t->trie[a->normalized ? 1 : 0], a->content, a->len, (int32_t)k)) < 0)
 			return skv_err_set(err, r, "out of memory");
 	}
@@ -407,15 +427,23 @@ static int load_split(struct skv_tokenizer *t, json_object *p, const char *what,
 
 	if ((r = get_bool(p, "invert", false, &st.invert, what, err)) < 0)
 		return r;
+	static const char *const behaviors[] = {
+		[SKV_TOK_ISOLATED] = "Isolated",
+		[SKV_TOK_REMOVED] = "Removed",
+		[SKV_TOK_MERGED_WITH_PREVIOUS] = "MergedWithPrevious",
+		[SKV_TOK_MERGED_WITH_NEXT] = "MergedWithNext",
+		[SKV_TOK_CONTIGUOUS] = "Contiguous",
+	};
 	if (!beh || !json_object_is_type(beh, json_type_string))
 		return skv_err_set(err, -EINVAL, "%s.behavior must be a string", what);
-	if (!strcmp(json_object_get_string(beh), "Isolated"))
-		st.behavior = SKV_TOK_ISOLATED;
-	else if (!strcmp(json_object_get_string(beh), "Removed"))
-		st.behavior = SKV_TOK_REMOVED;
-	else
-		return skv_err_set(err, -ENOTSUP, "%s.behavior '%s' is not supported (Isolated, Removed)", what,
-				   json_object_get_string(beh));
+	size_t k = 0;
+	while (k < SKV_ARRAY_SIZE(behaviors) && strcmp(json_object_get_string(beh), behaviors[k]))
+		k++;
+	st.behavior = (uint8_t)k;
+	if (k == SKV_ARRAY_SIZE(behaviors))
+		return skv_err_set(err, -EINVAL,
+				   "%s.behavior '%.64s' is not one of Isolated, Removed, MergedWithPrevious, MergedWithNext, "
+				   "Contiguous", what, json_object_get_string(beh));
 	if (re && json_object_is_type(re, json_type_string)) {
 		pcre = skv_tok_regex_translate(json_object_get_string(re), (size_t)json_object_get_string_len(re), err);
 		if (!pcre)
@@ -431,6 +459,25 @@ static int load_split(struct skv_tokenizer *t, json_object *p, const char *what,
 	}
 	if ((r = skv_tok_regex_compile(pcre, &st.re, err)) < 0)
 		return skv_err_prefix(err, r, "%s.pattern: ", what);
+	return add_stage(t, st, err);
+}
+
+/* Digits: a split on one numeric character (Rust's char::is_numeric), each alone or in runs. */
+static int load_digits(struct skv_tokenizer *t, json_object *p, const char *what, struct skv_err *err)
+{
+	bool individual;
+	int r;
+	if ((r = get_bool(p, "individual_digits", false, &individual, what, err)) < 0)
+		return r;
+	struct skv_tok_stage st = {.kind = SKV_TOK_STAGE_SPLIT,
+				   .behavior = individual ? SKV_TOK_ISOLATED : SKV_TOK_CONTIGUOUS};
+	size_t len = strlen(skv_tok_numeric_items) + 3;
+	_cleanup_free_ char *pcre = malloc(len);
+	if (!pcre)
+		return skv_err_set(err, -ENOMEM, "out of memory");
+	snprintf(pcre, len, "[%s]", skv_tok_numeric_items);
+	if ((r = skv_tok_regex_compile(pcre, &st.re, err)) < 0)
+		return skv_err_prefix(err, r, "%s: ", what);
 	return add_stage(t, st, err);
 }
 
@@ -464,6 +511,9 @@ static int load_pretokenizer(struct skv_tokenizer *t, json_object *p, struct skv
 		if (!strcmp(et, "Split")) {
 			if ((r = load_split(t, e, what, err)) < 0)
 				return r;
+		} else if (!strcmp(et, "Digits")) {
+			if ((r = load_digits(t, e, what, err)) < 0)
+				return r;
 		} else if (!strcmp(et, "ByteLevel")) {
 			bool prefix, use_regex;
 			if ((r = get_bool(e, "add_prefix_space", true, &prefix, what, err)) < 0 ||
@@ -481,7 +531,7 @@ static int load_pretokenizer(struct skv_tokenizer *t, json_object *p, struct skv
 			}
 			byte_level = true;
 		} else {
-			return skv_err_set(err, -ENOTSUP, "%s: type '%s' is not supported (Split, ByteLevel)", what, et);
+			return skv_err_set(err, -ENOTSUP, "%s: type '%s' is not supported (Split, Digits, ByteLevel)", what, et);
 		}
 	}
 	if (!byte_level)
@@ -489,16 +539,32 @@ static int load_pretokenizer(struct skv_tokenizer *t, json_object *p, struct skv
 	return 0;
 }
 
-static int check_null_or_empty_sequence(json_object *o, const char *field, const char *list, struct skv_err *err)
+/* normalizer: null, NFC, or a Sequence of those (NFC twice is NFC). */
+static int load_normalizer(struct skv_tokenizer *t, json_object *o, struct skv_err *err)
 {
+	json_object *list = NULL;
+	size_t n = 1;
 	if (!o || json_object_is_type(o, json_type_null))
 		return 0;
 	const char *type = type_of(o);
-	json_object *l = get(o, list);
-	if (type && !strcmp(type, "Sequence") && l && json_object_is_type(l, json_type_array) &&
-	    json_object_array_length(l) == 0)
-		return 0;
-	return skv_err_set(err, -ENOTSUP, "%s '%s' is not supported (only null)", field, type ? type : "?");
+	if (type && !strcmp(type, "Sequence")) {
+		list = get(o, "normalizers");
+		if (!list || !json_object_is_type(list, json_type_array))
+			return skv_err_set(err, -EINVAL, "normalizer.normalizers must be an array");
+		n = json_object_array_length(list);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *et = type_of(list ? json_object_array_get_idx(list, i) : o);
+		char what[64];
+		snprintf(what, sizeof(what), list ? "normalizer.normalizers[%zu]" : "normalizer", i);
+		if (!et || strcmp(et, "NFC"))
+			return skv_err_set(err, -ENOTSUP, "%s '%.64s' is not supported (NFC)", what, et ? et : "?");
+		UErrorCode st = U_ZERO_ERROR;
+		t->nfc = unorm2_getNFCInstance(&st);
+		if (U_FAILURE(st) || !t->nfc)
+			return skv_err_set(err, -EIO, "%s: ICU has no NFC data (%s)", what, u_errorName(st));
+	}
+	return 0;
 }
 
 static int load_decoder(json_object *d, struct skv_err *err)
@@ -688,7 +754,7 @@ void skv_tokenizer_free(struct skv_tokenizer *t)
 
 static int parse(const char *json, size_t len, struct skv_tokenizer *t, struct skv_err *err)
 {
-	_cleanup_json_ json_object *root = NULL;
+	_cleanup_(put_jsonp) json_object *root = NULL;
 	_cleanup_free_ const char **vocab_r = NULL;
 	uint32_t nr = 0;
 	json_tokener *jt = json_tokener_new_ex(64);
@@ -724,7 +790,7 @@ static int parse(const char *json, size_t len, struct skv_tokenizer *t, struct s
 	if ((v = get(root, "version")) &&
 	    (!json_object_is_type(v, json_type_string) || strcmp(json_object_get_string(v), "1.0")))
 		return skv_err_set(err, -ENOTSUP, "version must be \"1.0\"");
-	if ((r = check_null_or_empty_sequence(get(root, "normalizer"), "normalizer", "normalizers", err)) < 0 ||
+	if ((r = load_normalizer(t, get(root, "normalizer"), err)) < 0 ||
 	    (r = load_model(t, get(root, "model"), &vocab_r, &nr, err)) < 0 ||
 	    (r = load_pretokenizer(t, get(root, "pre_tokenizer"), err)) < 0 ||
 	    (r = load_decoder(get(root, "decoder"), err)) < 0 || (r = load_post(t, get(root, "post_processor"), err)) < 0 ||

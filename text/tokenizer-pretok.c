@@ -288,6 +288,63 @@ static size_t utf8_len(unsigned char c)
 	return c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
 }
 
+/* A finished piece goes on to the next stage (empty ones are dropped, as tokenizers drops them). */
+static int split_piece(const struct skv_tokenizer *tok, struct skv_tokenizer_ws *ws, const char *s, size_t a, size_t b,
+		       unsigned stage, struct skv_err *err)
+{
+	return b > a ? skv_tok_pretokenize(tok, ws, s + a, b - a, stage + 1, err) : 0;
+}
+
+/* The piece being built: [a, b) while have; prev_match is the kind of the last segment. */
+struct split_fold {
+	const struct skv_tok_stage *st;
+	bool invert, have, prev_match;
+	size_t a, b;
+};
+
+/* One segment [a, b) (a match or the gap before one) through the stage's behavior. */
+static int split_segment(const struct skv_tokenizer *tok, struct skv_tokenizer_ws *ws, const char *s, size_t a,
+			 size_t b, bool match, unsigned stage, struct split_fold *f, struct skv_err *err)
+{
+	bool extend = false;
+	int r;
+	match ^= f->invert;
+	switch (f->st->behavior) {
+	case SKV_TOK_ISOLATED:
+		return split_piece(tok, ws, s, a, b, stage, err);
+	case SKV_TOK_REMOVED:
+		return match ? 0 : split_piece(tok, ws, s, a, b, stage, err);
+	case SKV_TOK_CONTIGUOUS:
+		extend = f->have && match == f->prev_match;
+		break;
+	case SKV_TOK_MERGED_WITH_PREVIOUS:
+		extend = f->have && match && !f->prev_match;
+		break;
+	case SKV_TOK_MERGED_WITH_NEXT:
+		/* a match waits for the segment after it, and joins it when that one is a gap */
+		extend = f->have && !match;
+		break;
+	}
+	f->prev_match = match;
+	if (extend) {
+		f->b = b;
+		if (f->st->behavior != SKV_TOK_MERGED_WITH_NEXT)
+			return 0;
+		f->have = false;
+		return split_piece(tok, ws, s, f->a, f->b, stage, err);
+	}
+	if (f->have && (r = split_piece(tok, ws, s, f->a, f->b, stage, err)) < 0)
+		return r;
+	if (f->st->behavior == SKV_TOK_MERGED_WITH_NEXT && !match) {
+		f->have = false;
+		return split_piece(tok, ws, s, a, b, stage, err);
+	}
+	f->have = true;
+	f->a = a;
+	f->b = b;
+	return 0;
+}
+
 int skv_tok_pretokenize(const struct skv_tokenizer *tok, struct skv_tokenizer_ws *ws, const char *s, size_t n,
 			unsigned stage, struct skv_err *err)
 {
@@ -314,9 +371,14 @@ int skv_tok_pretokenize(const struct skv_tokenizer *tok, struct skv_tokenizer_ws
 		return skv_tok_pretokenize(tok, ws, ws->scratch, n + 1, stage + 1, err);
 	}
 
-	size_t prev = 0, pos = 0, ms, me;
-	bool keep_match = st->behavior == SKV_TOK_ISOLATED || st->invert;
-	bool keep_gap = st->behavior == SKV_TOK_ISOLATED || !st->invert;
+	/* The regex cuts the text into segments, alternately gaps and matches (onig's find_iter:
+	 * an empty match right where the previous match ended is skipped, the search goes on one
+	 * character later); invert swaps the two kinds; the behavior folds segments into pieces
+	 * (tokenizers' NormalizedString::split), each handed to the next stage as soon as it is
+	 * complete, so nothing is collected. */
+	struct split_fold f = {.st = st, .invert = st->invert};
+	size_t prev = 0, pos = 0, last_end = 0, ms = 0, me = 0;
+	bool have_end = false;
 	int r;
 	while (st->re && pos <= n) {
 		r = find(ws, st->re, s, n, pos, &ms, &me, err);
@@ -324,21 +386,20 @@ int skv_tok_pretokenize(const struct skv_tokenizer *tok, struct skv_tokenizer_ws
 			return r;
 		if (r == 0)
 			break;
-		if (ms > prev && keep_gap && (r = skv_tok_pretokenize(tok, ws, s + prev, ms - prev, stage + 1, err)) < 0)
-			return r;
-		if (me > ms && keep_match && (r = skv_tok_pretokenize(tok, ws, s + ms, me - ms, stage + 1, err)) < 0)
-			return r;
-		if (me > ms) {
-			prev = pos = me;
-		} else {
-			/* an empty match still cuts the text there; go on one character later */
-			prev = ms;
-			if (ms >= n)
+		if (ms == me && have_end && me == last_end) {
+			if (pos >= n)
 				break;
-			pos = ms + utf8_len((unsigned char)s[ms]);
+			pos += utf8_len((unsigned char)s[pos]);
+			continue;
 		}
+		pos = last_end = me;
+		have_end = true;
+		if ((ms > prev && (r = split_segment(tok, ws, s, prev, ms, false, stage, &f, err)) < 0) ||
+		    (r = split_segment(tok, ws, s, ms, me, true, stage, &f, err)) < 0)
+			return r;
+		prev = me;
 	}
-	if (prev < n && keep_gap)
-		return skv_tok_pretokenize(tok, ws, s + prev, n - prev, stage + 1, err);
-	return 0;
+	if (prev < n && (r = split_segment(tok, ws, s, prev, n, false, stage, &f, err)) < 0)
+		return r;
+	return split_piece(tok, ws, s, f.have ? f.a : 0, f.have ? f.b : 0, stage, err);
 }
