@@ -4,12 +4,13 @@
  *           UTF-8 text on stdin -> ids, space-separated, on one line
  *   skv-tok decode --tokenizer PATH [--skip-special] [--raw]
  *           ids on stdin (separated by spaces, commas or newlines) -> text
- *   skv-tok chat --tokenizer PATH [--add-generation-prompt] [--ids] [--template NAME]
+ *   skv-tok chat --tokenizer PATH [--add-generation-prompt] [--ids] [--template FILE]
  *           [--special-as-text]
- *           a JSON array of {"role", "content"} on stdin -> the rendered prompt (or its ids)
+ *           a JSON array of messages on stdin -> the prompt rendered by the chat template
+ *           (the model directory's, or FILE's), or its ids
  *
- * PATH is a tokenizer.json or a model directory (then tokenizer_config.json and
- * generation_config.json are read from it too). Exit status: 0 done, 1 bad input or files,
+ * PATH is a tokenizer.json or a model directory (then tokenizer_config.json, its chat template
+ * and generation_config.json are read from it too). Exit status: 0 done, 1 bad input or files,
  * 2 bad usage.
  */
 #include <errno.h>
@@ -18,7 +19,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <json-c/json.h>
+
 #include "chat.h"
+#include "jinja.h"
+#include "model-config.h"
 #include "skv-base.h"
 #include "tokenizer.h"
 
@@ -26,7 +31,7 @@ static void usage(FILE *f)
 {
 	fputs("usage: skv-tok encode --tokenizer PATH [--bos] [--special-as-text]\n"
 	      "       skv-tok decode --tokenizer PATH [--skip-special] [--raw]\n"
-	      "       skv-tok chat --tokenizer PATH [--add-generation-prompt] [--ids] [--template NAME]\n"
+	      "       skv-tok chat --tokenizer PATH [--add-generation-prompt] [--ids] [--template FILE]\n"
 	      "\n"
 	      "  --tokenizer PATH         a tokenizer.json, or a model directory holding one\n"
 	      "  --bos                    encode: apply the post-processor (adds <|begin_of_text|>)\n"
@@ -36,7 +41,7 @@ static void usage(FILE *f)
 	      "  --raw                    decode: write the raw bytes (no U+FFFD for invalid UTF-8)\n"
 	      "  --add-generation-prompt  chat: end with the open assistant header\n"
 	      "  --ids                    chat: print the prompt's ids instead of its text\n"
-	      "  --template NAME          chat: llama-3.1 or llama-3, instead of the model's\n",
+	      "  --template FILE          chat: a Jinja chat template to use instead of the model's\n",
 	      f);
 }
 
@@ -152,27 +157,25 @@ static int cmd_decode(const struct skv_tokenizer *tok, unsigned flags)
 	return 0;
 }
 
-static int cmd_chat(const struct skv_tokenizer *tok, const char *path, const char *tmpl_name, bool gen_prompt,
+static int cmd_chat(const struct skv_tokenizer *tok, const char *path, const char *tmpl_file, bool gen_prompt,
 		    bool want_ids, unsigned flags)
 {
-	_cleanup_free_ char *json = NULL, *prompt = NULL;
-	_cleanup_free_ struct skv_chat_message *msgs = NULL;
+	_cleanup_free_ char *json = NULL, *prompt = NULL, *tmpl = NULL;
 	_cleanup_free_ int32_t *ids = NULL;
 	_cleanup_chat_ struct skv_chat *chat = NULL;
+	_cleanup_json_ json_object *msgs = NULL;
 	struct skv_err err = {0};
 	struct stat st;
-	size_t len, n;
+	size_t len;
 	int r;
 
-	if (tmpl_name) {
-		enum skv_chat_template t = skv_chat_template_from_name(tmpl_name);
-		if (t == SKV_CHAT_TEMPLATE_UNKNOWN) {
-			fprintf(stderr, "skv-tok: --template: '%s' is not llama-3.1 or llama-3\n", tmpl_name);
-			return 2;
-		}
-		r = skv_chat_new(t, &chat, &err);
-	} else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-		r = skv_chat_load(path, &chat, &err);
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		r = skv_chat_load(path, tmpl_file, &chat, &err);
+	} else if (tmpl_file) {
+		/* a bare tokenizer.json: Llama-3's BOS and EOS texts */
+		r = skv_read_file(tmpl_file, SKV_JINJA_MAX_SOURCE, &tmpl, &len, &err);
+		if (r >= 0)
+			r = skv_chat_new(tmpl, len, "<|begin_of_text|>", "<|eot_id|>", &chat, &err);
 	} else {
 		fprintf(stderr, "skv-tok: chat needs a model directory (with tokenizer_config.json) or --template\n");
 		return 2;
@@ -185,11 +188,15 @@ static int cmd_chat(const struct skv_tokenizer *tok, const char *path, const cha
 		fprintf(stderr, "skv-tok: cannot read stdin\n");
 		return 1;
 	}
-	if (skv_chat_messages_parse(json, len, &msgs, &n, &err) < 0) {
-		fprintf(stderr, "skv-tok: stdin: %s\n", err.msg);
+	if (skv_json_parse(json, len, "stdin", &msgs, &err) < 0) {
+		fprintf(stderr, "skv-tok: %s\n", err.msg);
 		return 1;
 	}
-	ssize_t pl = skv_chat_render(chat, msgs, n, gen_prompt, &prompt, &err);
+	if (!json_object_is_type(msgs, json_type_array)) {
+		fprintf(stderr, "skv-tok: stdin: a JSON array of messages is expected\n");
+		return 1;
+	}
+	ssize_t pl = skv_chat_render_json(chat, msgs, NULL, gen_prompt, &prompt, &err);
 	if (pl < 0) {
 		fprintf(stderr, "skv-tok: %s\n", err.msg);
 		return 1;

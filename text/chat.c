@@ -1,6 +1,5 @@
-/* chat.c: tokenizer_config.json's chat settings and the native renderers of the Llama-3 and
- * Llama-3.1 chat templates (see chat.h). The template texts come from model/templates/ through
- * the build (chat-templates.c, generated).
+/* chat.c: tokenizer_config.json's chat settings, and chat messages rendered through the model's
+ * Jinja template (jinja.h) with the variables transformers passes (see chat.h).
  */
 #include "chat.h"
 
@@ -9,82 +8,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jinja.h"
 #include "model-config.h"
 
-extern const char skv_chat_template_llama31_text[];
-extern const size_t skv_chat_template_llama31_text_len;
-extern const char skv_chat_template_llama3_text[];
-extern const size_t skv_chat_template_llama3_text_len;
-
-
-const char *skv_chat_template_text(enum skv_chat_template t)
-{
-	switch (t) {
-	case SKV_CHAT_TEMPLATE_LLAMA31:
-		return skv_chat_template_llama31_text;
-	case SKV_CHAT_TEMPLATE_LLAMA3:
-		return skv_chat_template_llama3_text;
-	default:
-		return NULL;
-	}
-}
-
-const char *skv_chat_template_name(enum skv_chat_template t)
-{
-	switch (t) {
-	case SKV_CHAT_TEMPLATE_LLAMA31:
-		return "llama-3.1";
-	case SKV_CHAT_TEMPLATE_LLAMA3:
-		return "llama-3";
-	case SKV_CHAT_TEMPLATE_NONE:
-		return "none";
-	default:
-		return "unknown";
-	}
-}
-
-enum skv_chat_template skv_chat_template_from_name(const char *name)
-{
-	if (!strcmp(name, "llama-3.1"))
-		return SKV_CHAT_TEMPLATE_LLAMA31;
-	if (!strcmp(name, "llama-3"))
-		return SKV_CHAT_TEMPLATE_LLAMA3;
-	return SKV_CHAT_TEMPLATE_UNKNOWN;
-}
-
-/* Compares two templates as Jinja would render them the same: a Jinja string literal may spell
- * a newline as a real one or as backslash-n (JSON files and Python sources differ there), and
- * trailing whitespace is dropped. */
-static bool same_template(const char *a, size_t an, const char *b, size_t bn)
-{
-	size_t i = 0, j = 0;
-	while (an && (a[an - 1] == '\n' || a[an - 1] == ' ' || a[an - 1] == '\r' || a[an - 1] == '\t'))
-		an--;
-	while (bn && (b[bn - 1] == '\n' || b[bn - 1] == ' ' || b[bn - 1] == '\r' || b[bn - 1] == '\t'))
-		bn--;
-	while (i < an && j < bn) {
-		char ca = a[i], cb = b[j];
-		size_t sa = 1, sb = 1;
-		if (ca == '\\' && i + 1 < an && a[i + 1] == 'n')
-			ca = '\n', sa = 2;
-		if (cb == '\\' && j + 1 < bn && b[j + 1] == 'n')
-			cb = '\n', sb = 2;
-		if (ca != cb)
-			return false;
-		i += sa;
-		j += sb;
-	}
-	return i == an && j == bn;
-}
-
-enum skv_chat_template skv_chat_template_identify(const char *text, size_t len)
-{
-	if (same_template(text, len, skv_chat_template_llama31_text, skv_chat_template_llama31_text_len))
-		return SKV_CHAT_TEMPLATE_LLAMA31;
-	if (same_template(text, len, skv_chat_template_llama3_text, skv_chat_template_llama3_text_len))
-		return SKV_CHAT_TEMPLATE_LLAMA3;
-	return SKV_CHAT_TEMPLATE_UNKNOWN;
-}
+/* Special tokens that end a turn in the templates of common families; a template that writes
+ * one makes it a stop id. */
+static const char *const turn_ends[] = {"<|eot_id|>",  "<|eom_id|>",	  "<|end_of_text|>", "<|im_end|>",
+					"<|end|>",     "<end_of_turn>", "<|endoftext|>",   "</s>",
+					"<｜end▁of▁sentence｜>"};
 
 /* ---- config ------------------------------------------------------------------------------ */
 
@@ -92,6 +23,9 @@ void skv_chat_free(struct skv_chat *c)
 {
 	if (!c)
 		return;
+	skv_jinja_free(c->tmpl);
+	free(c->tmpl_text);
+	json_object_put(c->specials);
 	free(c->bos_token);
 	free(c->eos_token);
 	free(c);
@@ -116,11 +50,50 @@ static int token_field(json_object *root, const char *key, char **ret, const cha
 }
 
 
+int skv_chat_set_template(struct skv_chat *c, const char *text, size_t len, const char *name, struct skv_err *err)
+{
+	struct skv_jinja *t = NULL;
+	char *copy;
+	int r = skv_jinja_parse(text, len, name, &t, err);
+	if (r < 0)
+		return r;
+	if (!(copy = strndup(text, len))) {
+		skv_jinja_free(t);
+		return skv_err_set(err, -ENOMEM, "%s: out of memory", name);
+	}
+	skv_jinja_free(c->tmpl);
+	free(c->tmpl_text);
+	c->tmpl = t;
+	c->tmpl_text = copy;
+	return 0;
+}
+
+/* tokenizer_config.json's special tokens as the template sees them (transformers'
+ * special_tokens_map: the *_token keys that are strings or AddedToken objects) */
+static int collect_specials(struct skv_chat *c, json_object *root, const char *name, struct skv_err *err)
+{
+	static const char *const keys[] = {"bos_token", "eos_token", "unk_token", "sep_token",
+					   "pad_token", "cls_token", "mask_token"};
+	if (!(c->specials = json_object_new_object()))
+		return skv_err_set(err, -ENOMEM, "%s: out of memory", name);
+	for (size_t i = 0; i < SKV_ARRAY_SIZE(keys); i++) {
+		json_object *v = NULL, *cont = NULL;
+		if (!json_object_object_get_ex(root, keys[i], &v) || !v)
+			continue;
+		if (json_object_is_type(v, json_type_object) && json_object_object_get_ex(v, "content", &cont))
+			v = cont;
+		if (json_object_is_type(v, json_type_string))
+			json_object_object_add(c->specials, keys[i], json_object_new_string(json_object_get_string(v)));
+	}
+	return 0;
+}
+
 int skv_chat_parse_config(const char *json, size_t len, const char *name, struct skv_chat **ret, struct skv_err *err)
 {
 	_cleanup_json_ json_object *root = NULL;
 	_cleanup_chat_ struct skv_chat *c = calloc(1, sizeof(*c));
 	json_object *tmpl = NULL;
+	char tname[4200];
 	int r;
 
 	if (!c)
@@ -130,9 +103,9 @@ int skv_chat_parse_config(const char *json, size_t len, const char *name, struct
 	if (!json_object_is_type(root, json_type_object))
 		return skv_err_set(err, -EINVAL, "%s: not a JSON object", name);
 	if ((r = token_field(root, "bos_token", &c->bos_token, name, err)) < 0 ||
-	    (r = token_field(root, "eos_token", &c->eos_token, name, err)) < 0)
+	    (r = token_field(root, "eos_token", &c->eos_token, name, err)) < 0 ||
+	    (r = collect_specials(c, root, name, err)) < 0)
 		return r;
-	c->tmpl = SKV_CHAT_TEMPLATE_NONE;
 	if (json_object_object_get_ex(root, "chat_template", &tmpl) && tmpl && json_object_is_type(tmpl, json_type_array)) {
 		/* transformers' named templates: [{"name": ..., "template": ...}]; use "default" */
 		json_object *found = NULL;
@@ -142,14 +115,18 @@ int skv_chat_parse_config(const char *json, size_t len, const char *name, struct
 			    !strcmp(json_object_get_string(n), "default") && json_object_object_get_ex(e, "template", &t))
 				found = t;
 		}
+		if (!found)
+			return skv_err_set(err, -EINVAL, "%s: chat_template is a list without a \"default\" template", name);
 		tmpl = found;
-		if (!tmpl)
-			c->tmpl = SKV_CHAT_TEMPLATE_UNKNOWN;
 	}
-	if (tmpl && json_object_is_type(tmpl, json_type_string))
-		c->tmpl = skv_chat_template_identify(json_object_get_string(tmpl), (size_t)json_object_get_string_len(tmpl));
-	else if (tmpl && !json_object_is_type(tmpl, json_type_null))
+	snprintf(tname, sizeof(tname), "%s: chat_template", name);
+	if (tmpl && json_object_is_type(tmpl, json_type_string)) {
+		if ((r = skv_chat_set_template(c, json_object_get_string(tmpl), (size_t)json_object_get_string_len(tmpl),
+					       tname, err)) < 0)
+			return r;
+	} else if (tmpl && !json_object_is_type(tmpl, json_type_null)) {
 		return skv_err_set(err, -EINVAL, "%s: chat_template must be a string", name);
+	}
 	*ret = SKV_TAKE_PTR(c);
 	return 0;
 }
@@ -176,7 +153,7 @@ static int parse_gen_eos(struct skv_chat *c, const char *json, size_t len, const
 	return 0;
 }
 
-int skv_chat_load(const char *dir, struct skv_chat **ret, struct skv_err *err)
+int skv_chat_load(const char *dir, const char *template_file, struct skv_chat **ret, struct skv_err *err)
 {
 	char path[4096];
 	_cleanup_free_ char *text = NULL, *jinja = NULL, *gen = NULL;
@@ -188,11 +165,14 @@ int skv_chat_load(const char *dir, struct skv_chat **ret, struct skv_err *err)
 	if ((r = skv_read_file(path, 64u << 20, &text, &len, err)) < 0 ||
 	    (r = skv_chat_parse_config(text, len, path, &c, err)) < 0)
 		return r;
-	snprintf(path, sizeof(path), "%s/chat_template.jinja", dir);
-	if (access(path, F_OK) == 0) {
-		if ((r = skv_read_file(path, 16u << 20, &jinja, &len, err)) < 0)
+	if (template_file)
+		snprintf(path, sizeof(path), "%s", template_file);
+	else
+		snprintf(path, sizeof(path), "%s/chat_template.jinja", dir);
+	if (template_file || access(path, F_OK) == 0) {
+		if ((r = skv_read_file(path, SKV_JINJA_MAX_SOURCE, &jinja, &len, err)) < 0 ||
+		    (r = skv_chat_set_template(c, jinja, len, path, err)) < 0)
 			return r;
-		c->tmpl = skv_chat_template_identify(jinja, len);
 	}
 	snprintf(path, sizeof(path), "%s/generation_config.json", dir);
 	if (access(path, F_OK) == 0) {
@@ -204,29 +184,36 @@ int skv_chat_load(const char *dir, struct skv_chat **ret, struct skv_err *err)
 	return 0;
 }
 
-int skv_chat_new(enum skv_chat_template t, struct skv_chat **ret, struct skv_err *err)
+int skv_chat_new(const char *tmpl, size_t len, const char *bos, const char *eos, struct skv_chat **ret,
+		 struct skv_err *err)
 {
 	_cleanup_chat_ struct skv_chat *c = calloc(1, sizeof(*c));
-	if (!c || !(c->bos_token = strdup("<|begin_of_text|>")) || !(c->eos_token = strdup("<|eot_id|>")))
+	int r;
+	if (!c || !(c->bos_token = strdup(bos)) || !(c->eos_token = strdup(eos)) ||
+	    !(c->specials = json_object_new_object()))
 		return skv_err_set(err, -ENOMEM, "out of memory");
-	c->tmpl = t;
+	json_object_object_add(c->specials, "bos_token", json_object_new_string(bos));
+	json_object_object_add(c->specials, "eos_token", json_object_new_string(eos));
+	if (tmpl && (r = skv_chat_set_template(c, tmpl, len, "chat template", err)) < 0)
+		return r;
 	*ret = SKV_TAKE_PTR(c);
 	return 0;
 }
 
 size_t skv_chat_stop_ids(const struct skv_chat *c, const struct skv_tokenizer *tok, int32_t *ids, size_t cap)
 {
-	static const char *const llama[] = {"<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"};
-	int32_t cand[SKV_CHAT_MAX_STOP + 4];
+	int32_t cand[SKV_CHAT_MAX_STOP + SKV_ARRAY_SIZE(turn_ends) + 1];
 	size_t nc = 0, n = 0;
 
 	for (size_t i = 0; i < c->n_gen_eos; i++)
 		cand[nc++] = c->gen_eos[i];
 	if (tok && c->eos_token[0])
 		cand[nc++] = skv_tokenizer_token_id(tok, c->eos_token, strlen(c->eos_token));
-	if (tok && (c->tmpl == SKV_CHAT_TEMPLATE_LLAMA3 || c->tmpl == SKV_CHAT_TEMPLATE_LLAMA31))
-		for (size_t i = 0; i < SKV_ARRAY_SIZE(llama); i++) {
-			int32_t id = skv_tokenizer_token_id(tok, llama[i], strlen(llama[i]));
+	if (tok && c->tmpl_text)
+		for (size_t i = 0; i < SKV_ARRAY_SIZE(turn_ends); i++) {
+			if (!strstr(c->tmpl_text, turn_ends[i]))
+				continue;
+			int32_t id = skv_tokenizer_token_id(tok, turn_ends[i], strlen(turn_ends[i]));
 			if (id >= 0 && skv_tokenizer_is_special(tok, id))
 				cand[nc++] = id;
 		}
@@ -288,33 +275,7 @@ int skv_chat_messages_parse(const char *json, size_t len, struct skv_chat_messag
 	return 0;
 }
 
-/* ---- rendering --------------------------------------------------------------------------- */
-
-struct out {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-	if (o->oom)
-		return;
-	if (o->len + n + 1 > o->cap) {
-		size_t cap = SKV_MAX(2 * o->cap, o->len + n + 256);
-		char *p = realloc(o->p, cap);
-		if (!p) {
-			o->oom = true;
-			return;
-		}
-		o->p = p;
-		o->cap = cap;
-	}
-	memcpy(o->p + o->len, s, n);
-	o->len += n;
-	o->p[o->len] = '\0';
-}
-static void puts_(struct out *o, const char *s) { put(o, s, strlen(s)); }
+/* ---- rendering ---------------------------------------------------------------------------- */
 
 /* Python's str.isspace() on one code point. */
 static bool py_space(uint32_t cp)
@@ -373,127 +334,62 @@ void skv_chat_trim(const char *s, size_t len, size_t *ret_start, size_t *ret_len
 	*ret_len = b - a;
 }
 
-static void put_trimmed(struct out *o, const char *s, size_t n)
+ssize_t skv_chat_render_json(const struct skv_chat *c, const struct json_object *messages,
+			     const struct json_object *tools, bool add_generation_prompt, char **ret_text,
+			     struct skv_err *err)
 {
-	size_t a, l;
-	skv_chat_trim(s, n, &a, &l);
-	put(o, s + a, l);
-}
+	_cleanup_json_ json_object *vars = json_object_new_object();
+	struct skv_jinja_render_opts opts = {.now = c->now};
+	char *text = NULL;
 
-/* transformers' tojson on a string: json.dumps(s, ensure_ascii=False). */
-static void put_json_string(struct out *o, const char *s, size_t n)
-{
-	puts_(o, "\"");
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char esc[8];
-		switch (c) {
-		case '"':
-			puts_(o, "\\\"");
-			break;
-		case '\\':
-			puts_(o, "\\\\");
-			break;
-		case '\n':
-			puts_(o, "\\n");
-			break;
-		case '\r':
-			puts_(o, "\\r");
-			break;
-		case '\t':
-			puts_(o, "\\t");
-			break;
-		case '\b':
-			puts_(o, "\\b");
-			break;
-		case '\f':
-			puts_(o, "\\f");
-			break;
-		default:
-			if (c < 0x20) {
-				snprintf(esc, sizeof(esc), "\\u%04x", c);
-				puts_(o, esc);
-			} else {
-				put(o, (const char *)&s[i], 1);
-			}
+	if (!c->tmpl)
+		return skv_err_set(err, -ENOTSUP, "chat: the model has no chat template; send a pre-rendered prompt");
+	if (!vars)
+		return skv_err_set(err, -ENOMEM, "chat: out of memory");
+	if (!json_object_is_type((json_object *)messages, json_type_array))
+		return skv_err_set(err, -EINVAL, "chat: messages must be a JSON array");
+	if (json_object_array_length(messages) == 0)
+		return skv_err_set(err, -EINVAL, "chat: no messages (transformers refuses an empty conversation too)");
+	if (c->specials) {
+		json_object_object_foreach(c->specials, k, v)
+		{
+			json_object_object_add(vars, k, json_object_get(v));
 		}
 	}
-	puts_(o, "\"");
-}
-
-static bool role_is(const struct skv_chat_message *m, const char *r)
-{
-	return m->role_len == strlen(r) && !memcmp(m->role, r, m->role_len);
-}
-
-static void header(struct out *o, const char *role, size_t len)
-{
-	puts_(o, "<|start_header_id|>");
-	put(o, role, len);
-	puts_(o, "<|end_header_id|>\n\n");
+	/* as transformers' render_jinja_template passes them */
+	json_object_object_add(vars, "messages", json_object_get((json_object *)messages));
+	json_object_object_add(vars, "tools", tools ? json_object_get((json_object *)tools) : NULL);
+	json_object_object_add(vars, "documents", NULL);
+	json_object_object_add(vars, "add_generation_prompt", json_object_new_boolean(add_generation_prompt));
+	ssize_t n = skv_jinja_render(c->tmpl, vars, &opts, &text, err);
+	if (n == -ECANCELED)
+		return skv_err_prefix(err, -ECANCELED, "chat template: ");
+	if (n < 0)
+		return (int)n;
+	if (skv_utf8_valid_prefix(text, (size_t)n) != (size_t)n) {
+		free(text);
+		return skv_err_set(err, -EILSEQ, "chat: the rendered prompt is not valid UTF-8");
+	}
+	*ret_text = text;
+	return n;
 }
 
 ssize_t skv_chat_render(const struct skv_chat *c, const struct skv_chat_message *msgs, size_t n,
 			bool add_generation_prompt, char **ret_text, struct skv_err *err)
 {
-	struct out o = {0};
-
-	if (n == 0 && (c->tmpl == SKV_CHAT_TEMPLATE_LLAMA31 || c->tmpl == SKV_CHAT_TEMPLATE_LLAMA3))
-		return skv_err_set(err, -EINVAL, "chat: no messages (transformers refuses an empty conversation too)");
+	_cleanup_json_ json_object *arr = json_object_new_array();
+	if (!arr)
+		return skv_err_set(err, -ENOMEM, "chat: out of memory");
 	for (size_t i = 0; i < n; i++) {
 		if (skv_utf8_valid_prefix(msgs[i].role, msgs[i].role_len) != msgs[i].role_len ||
 		    skv_utf8_valid_prefix(msgs[i].content, msgs[i].content_len) != msgs[i].content_len)
 			return skv_err_set(err, -EILSEQ, "chat: message %zu is not valid UTF-8", i);
+		json_object *m = json_object_new_object();
+		if (!m)
+			return skv_err_set(err, -ENOMEM, "chat: out of memory");
+		json_object_array_add(arr, m);
+		json_object_object_add(m, "role", json_object_new_string_len(msgs[i].role, (int)msgs[i].role_len));
+		json_object_object_add(m, "content", json_object_new_string_len(msgs[i].content, (int)msgs[i].content_len));
 	}
-	switch (c->tmpl) {
-	case SKV_CHAT_TEMPLATE_LLAMA31: {
-		/* Meta's template: BOS, the system turn (with the date lines, always), the rest */
-		size_t first = 0;
-		puts_(&o, c->bos_token);
-		puts_(&o, "<|start_header_id|>system<|end_header_id|>\n\n");
-		puts_(&o, "Cutting Knowledge Date: December 2023\n");
-		puts_(&o, "Today Date: 26 Jul 2024\n\n");
-		if (role_is(&msgs[0], "system")) {
-			put_trimmed(&o, msgs[0].content, msgs[0].content_len);
-			first = 1;
-		}
-		puts_(&o, "<|eot_id|>");
-		for (size_t i = first; i < n; i++) {
-			if (role_is(&msgs[i], "ipython") || role_is(&msgs[i], "tool")) {
-				/* a tool result: its content as JSON, untrimmed */
-				puts_(&o, "<|start_header_id|>ipython<|end_header_id|>\n\n");
-				put_json_string(&o, msgs[i].content, msgs[i].content_len);
-			} else {
-				header(&o, msgs[i].role, msgs[i].role_len);
-				put_trimmed(&o, msgs[i].content, msgs[i].content_len);
-			}
-			puts_(&o, "<|eot_id|>");
-		}
-		break;
-	}
-	case SKV_CHAT_TEMPLATE_LLAMA3:
-		for (size_t i = 0; i < n; i++) {
-			if (i == 0)
-				puts_(&o, c->bos_token);
-			header(&o, msgs[i].role, msgs[i].role_len);
-			put_trimmed(&o, msgs[i].content, msgs[i].content_len);
-			puts_(&o, "<|eot_id|>");
-		}
-		break;
-	case SKV_CHAT_TEMPLATE_NONE:
-		return skv_err_set(err, -ENOTSUP, "chat: the model has no chat template; send a pre-rendered prompt");
-	default:
-		return skv_err_set(err, -ENOTSUP,
-				   "chat: the model's chat template is not one skv knows (llama-3.1, llama-3); "
-				   "send a pre-rendered prompt");
-	}
-	if (add_generation_prompt)
-		puts_(&o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
-	puts_(&o, "");
-	if (o.oom) {
-		free(o.p);
-		return skv_err_set(err, -ENOMEM, "chat: out of memory");
-	}
-	*ret_text = o.p;
-	return (ssize_t)o.len;
+	return skv_chat_render_json(c, arr, NULL, add_generation_prompt, ret_text, err);
 }
