@@ -3453,6 +3453,8 @@ static enum flow exec_for(struct ctx *x, struct frame *fr, const struct node *n)
 	struct val loop = new_dict(x, V_DICT);
 	for (size_t i = 0; i < items.l->n; i++) {
 		step(x, n->line);
+		/* what a body sets lives for one iteration, as in jinja2 (the storage is reused) */
+		sc->vars.n = 0;
 		bind_target(x, sc, n->a, items.l->v[i], n->line);
 		assign(x, sc, S("loop"), make_loop(x, loop, i, items.l->n, items));
 		x->in_loop = true;
