@@ -277,61 +277,9 @@ int skv_chat_messages_parse(const char *json, size_t len, struct skv_chat_messag
 
 /* ---- rendering ---------------------------------------------------------------------------- */
 
-/* Python's str.isspace() on one code point. */
-static bool py_space(uint32_t cp)
-{
-	return (cp >= 0x09 && cp <= 0x0d) || (cp >= 0x1c && cp <= 0x20) || cp == 0x85 || cp == 0xa0 || cp == 0x1680 ||
-	       (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f || cp == 0x205f ||
-	       cp == 0x3000;
-}
-
-/* The code point of the (valid) UTF-8 character at s[i], and its length. */
-static size_t cp_at(const char *s, size_t n, size_t i, uint32_t *cp)
-{
-	const uint8_t *u = (const uint8_t *)s + i;
-	size_t left = n - i;
-	if (u[0] < 0x80 || left < 2) {
-		*cp = u[0];
-		return 1;
-	}
-	if (u[0] < 0xe0) {
-		*cp = (uint32_t)(u[0] & 0x1f) << 6 | (u[1] & 0x3f);
-		return 2;
-	}
-	if (u[0] < 0xf0 && left >= 3) {
-		*cp = (uint32_t)(u[0] & 0x0f) << 12 | (uint32_t)(u[1] & 0x3f) << 6 | (u[2] & 0x3f);
-		return 3;
-	}
-	if (left >= 4) {
-		*cp = (uint32_t)(u[0] & 0x07) << 18 | (uint32_t)(u[1] & 0x3f) << 12 | (uint32_t)(u[2] & 0x3f) << 6 |
-		      (u[3] & 0x3f);
-		return 4;
-	}
-	*cp = u[0];
-	return 1;
-}
-
 void skv_chat_trim(const char *s, size_t len, size_t *ret_start, size_t *ret_len)
 {
-	size_t a = 0, b = len;
-	uint32_t cp;
-	while (a < b) {
-		size_t l = cp_at(s, len, a, &cp);
-		if (!py_space(cp))
-			break;
-		a += l;
-	}
-	while (b > a) {
-		size_t c = b - 1;
-		while (c > a && ((uint8_t)s[c] & 0xc0) == 0x80)
-			c--;
-		cp_at(s, len, c, &cp);
-		if (!py_space(cp))
-			break;
-		b = c;
-	}
-	*ret_start = a;
-	*ret_len = b - a;
+	skv_jinja_strip(s, len, ret_start, ret_len);
 }
 
 ssize_t skv_chat_render_json(const struct skv_chat *c, const struct json_object *messages,

@@ -315,6 +315,13 @@ static size_t lstrip_ws(const char *s, size_t n)
 	return i;
 }
 
+void skv_jinja_strip(const char *s, size_t len, size_t *ret_start, size_t *ret_len)
+{
+	size_t a = lstrip_ws(s, len);
+	*ret_start = a;
+	*ret_len = rstrip_ws(s + a, len - a);
+}
+
 static size_t cp_count(struct str s)
 {
 	size_t c = 0;
@@ -382,54 +389,23 @@ static struct str unescape(struct ctx *x, const char *s, size_t n, int line)
 		}
 		char c = s[++i];
 		int digits = 0;
-		switch (c) {
-		case '\n':
-			break;
-		case '\\':
-		case '\'':
-		case '"':
+		static const char simple[] = "abfnrtv", simple_to[] = "\a\b\f\n\r\t\v";
+		const char *e = c ? strchr(simple, c) : NULL;
+		if (c == '\n') { /* a line continuation */
+		} else if (c == '\\' || c == '\'' || c == '"') {
 			buf_put(x, &b, &c, 1);
-			break;
-		case 'a':
-			buf_puts(x, &b, "\a");
-			break;
-		case 'b':
-			buf_puts(x, &b, "\b");
-			break;
-		case 'f':
-			buf_puts(x, &b, "\f");
-			break;
-		case 'n':
-			buf_puts(x, &b, "\n");
-			break;
-		case 'r':
-			buf_puts(x, &b, "\r");
-			break;
-		case 't':
-			buf_puts(x, &b, "\t");
-			break;
-		case 'v':
-			buf_puts(x, &b, "\v");
-			break;
-		case 'x':
-			digits = 2;
-			break;
-		case 'u':
-			digits = 4;
-			break;
-		case 'U':
-			digits = 8;
-			break;
-		default:
-			if (c >= '0' && c <= '7') {
-				uint32_t v = (uint32_t)(c - '0');
-				for (int k = 0; k < 2 && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '7'; k++)
-					v = v * 8 + (uint32_t)(s[++i] - '0');
-				put_utf8(x, &b, v);
-			} else {
-				buf_put(x, &b, "\\", 1);
-				buf_put(x, &b, &c, 1);
-			}
+		} else if (e) {
+			buf_put(x, &b, &simple_to[e - simple], 1);
+		} else if (c == 'x' || c == 'u' || c == 'U') {
+			digits = c == 'x' ? 2 : c == 'u' ? 4 : 8;
+		} else if (c >= '0' && c <= '7') {
+			uint32_t v = (uint32_t)(c - '0');
+			for (int k = 0; k < 2 && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '7'; k++)
+				v = v * 8 + (uint32_t)(s[++i] - '0');
+			put_utf8(x, &b, v);
+		} else {
+			buf_put(x, &b, "\\", 1);
+			buf_put(x, &b, &c, 1);
 		}
 		if (digits) {
 			uint32_t v = 0;

@@ -64,3 +64,7 @@ static inline void skv_jinja_freep(struct skv_jinja **p) { skv_jinja_free(*p); }
  * opts may be NULL (defaults). */
 ssize_t skv_jinja_render(const struct skv_jinja *t, const struct json_object *vars,
 			 const struct skv_jinja_render_opts *opts, char **ret, struct skv_err *err);
+
+/* Python's str.strip() (what the trim filter does): the bounds of s[0..len) without leading and
+ * trailing whitespace (str.isspace: 29 code points). s is valid UTF-8. */
+void skv_jinja_strip(const char *s, size_t len, size_t *ret_start, size_t *ret_len);
