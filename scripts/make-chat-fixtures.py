@@ -257,6 +257,7 @@ UNITS = [
     ("{% if true %}\n{% endif %}\n\n{% if true %}x{% endif %}", {}),
     ("{{- '  lead' }}   {{- 'x' }}\n  {{ 'y' -}}  \n  z", {}),
     ("{%+ if true %}a{% endif %}\n    {%+ if true %}b{% endif %}", {}),
+    ("{{ 'héllo ÉCOLE σοφία Привет'.upper() }}|{{ 'ÉCOLE Привет'|lower }}|{{ 'élan vital ñu'.title() }}|{{ 'école'|capitalize }}|{{ 'é' is lower }}{{ 'É' is upper }}{{ '1' is lower }}", {}),
     # errors
     ("{{ raise_exception('Custom: roles must alternate') }}", {}),
     ("before{% if messages|length == 0 %}{{ raise_exception('no messages') }}{% endif %}", {"messages": []}),

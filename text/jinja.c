@@ -12,12 +12,14 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <locale.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wctype.h>
 
 /* ---- arena ------------------------------------------------------------------------------- */
 
@@ -2309,24 +2311,48 @@ static struct str strip_chars(struct str s, struct val chars, bool left, bool ri
 
 enum casefn { CASE_UPPER, CASE_LOWER, CASE_TITLE, CASE_CAPITALIZE };
 
-/* ASCII letters only: other scripts pass unchanged (docs/chat-templates.md) */
+/* Unicode's simple case mappings, from glibc's C.UTF-8 locale (independent of the process's
+ * locale); ASCII only where that locale is missing. Python's full mappings that change a
+ * string's length (German sharp s to "SS", ligatures) and the final-sigma rule are not applied
+ * (docs/chat-templates.md). */
+static locale_t case_locale(void)
+{
+	static locale_t loc;
+	static bool tried;
+	if (!tried) { /* a race here only makes two threads create the same locale */
+		loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+		tried = true;
+	}
+	return loc;
+}
+
+static uint32_t map_case(uint32_t cp, bool up)
+{
+	locale_t l = case_locale();
+	if (l)
+		return (uint32_t)(up ? towupper_l((wint_t)cp, l) : towlower_l((wint_t)cp, l));
+	if (up && cp >= 'a' && cp <= 'z')
+		return cp - 32;
+	if (!up && cp >= 'A' && cp <= 'Z')
+		return cp + 32;
+	return cp;
+}
+
+static bool is_cased(uint32_t cp) { return map_case(cp, true) != cp || map_case(cp, false) != cp; }
+
 static struct str change_case(struct ctx *x, struct str s, enum casefn f)
 {
-	char *p = xalloc(x, s.n + 1);
+	struct buf b = {0};
 	bool prev_cased = false;
-	for (size_t i = 0; i < s.n; i++) {
-		char c = s.p[i];
-		bool lower = c >= 'a' && c <= 'z', upper = c >= 'A' && c <= 'Z';
+	buf_put(x, &b, "", 0);
+	for (size_t i = 0; i < s.n;) {
+		uint32_t cp = utf8_cp(s.p, s.n, i);
 		bool up = f == CASE_UPPER || (f == CASE_TITLE && !prev_cased) || (f == CASE_CAPITALIZE && i == 0);
-		if (lower && up)
-			c = (char)(c - 32);
-		else if (upper && !up)
-			c = (char)(c + 32);
-		prev_cased = lower || upper;
-		p[i] = c;
+		prev_cased = is_cased(cp);
+		put_utf8(x, &b, map_case(cp, up));
+		i += utf8_len(s.p, s.n, i);
 	}
-	p[s.n] = '\0';
-	return (struct str){p, s.n};
+	return buf_str(&b);
 }
 
 static struct str str_replace(struct ctx *x, struct str s, struct str old, struct str new, int64_t count)
@@ -2579,14 +2605,15 @@ static bool run_test(struct ctx *x, struct str name, struct val v, struct args *
 			fail(x, -EINVAL, line, "test '%.*s' needs an int, got %s", (int)name.n, name.p, type_name(v));
 		return (num_i(v) % 2 != 0) == T("odd");
 	}
-	if (T("lower") || T("upper")) {
+	if (T("lower") || T("upper")) { /* str.islower()/isupper(): cased, and none of the other case */
 		struct str s = to_str(x, v);
 		bool cased = false;
-		for (size_t i = 0; i < s.n; i++) {
-			char c = s.p[i];
-			if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-				cased = true;
-			if (T("lower") ? (c >= 'A' && c <= 'Z') : (c >= 'a' && c <= 'z'))
+		for (size_t i = 0; i < s.n; i += utf8_len(s.p, s.n, i)) {
+			uint32_t cp = utf8_cp(s.p, s.n, i);
+			if (!is_cased(cp))
+				continue;
+			cased = true;
+			if (map_case(cp, !T("lower")) != cp)
 				return false;
 		}
 		return cased;
