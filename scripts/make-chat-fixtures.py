@@ -92,6 +92,17 @@ CONVERSATIONS = [
     ([{"role": "tool", "content": "orphan tool output"}, U("hi")], None),
     ([U("a"), {"role": "moderator", "content": "unknown role"}], None),
     ([U("x" * 300 + "\n\n\n" + "y")], None),
+    ([S("tools but no user message")], [WEATHER]),
+    ([U("two calls at once"),
+      {"role": "assistant", "content": None, "tool_calls": [
+          {"id": "call00001", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}},
+          {"id": "call00002", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 1, \"b\": 2}"}}]},
+      {"role": "tool", "tool_call_id": "call00001", "content": "cold"},
+      {"role": "tool", "tool_call_id": "call00002", "content": "3"}], [WEATHER, CALC]),
+    ([U("a string-arguments call"),
+      {"role": "assistant", "content": None, "tool_calls": [
+          {"id": "call00003", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 1}"}}]},
+      {"role": "tool", "tool_call_id": "call00003", "content": "1"}, A("One.")], None),
 ]
 
 
