@@ -118,6 +118,56 @@ static void test_errors(void **state)
 	assert_non_null(strstr(err.msg, "chat template:2:"));
 }
 
+/* skv-tok chat --template FILE --tools FILE renders Qwen2.5's tool prompt exactly as
+ * transformers does (the case of tests/fixtures/chat/renders.json) */
+static void test_skv_tok_tools(void **state)
+{
+	(void)state;
+	char path[4400], *dir = tu_tmpdir();
+	snprintf(path, sizeof(path), "%s/tests/fixtures/chat/renders.json", srcdir);
+	json_object *g = json_object_from_file(path), *cases = field(g, "cases"), *want = NULL;
+	for (size_t i = 0; i < json_object_array_length(cases) && !want; i++) {
+		json_object *c = json_object_array_get_idx(cases, i), *v = field(c, "vars");
+		if (!strcmp(json_object_get_string(field(c, "template")), "Qwen-Qwen2.5-7B-Instruct.jinja") &&
+		    json_object_is_type(field(v, "tools"), json_type_array) && json_object_get_boolean(field(v, "add_generation_prompt")) &&
+		    field(c, "text")) {
+			want = c;
+			snprintf(path, sizeof(path), "%s/messages.json", dir);
+			json_object_to_file(path, field(v, "messages"));
+			snprintf(path, sizeof(path), "%s/tools.json", dir);
+			json_object_to_file(path, field(v, "tools"));
+		}
+	}
+	assert_non_null(want);
+	assert_int_equal(tu_sh("'%s' chat --tokenizer '%s/llama3/tokenizer.json' --template "
+			       "'%s/tests/fixtures/chat-templates/Qwen-Qwen2.5-7B-Instruct.jinja' --tools '%s/tools.json' "
+			       "--add-generation-prompt < '%s/messages.json' > '%s/out.txt'",
+			       tu_tool("SKV_TOK"), fixdir, srcdir, dir, dir, dir),
+			 0);
+	snprintf(path, sizeof(path), "%s/out.txt", dir);
+	size_t len;
+	char *out = tu_slurp(path, &len);
+	assert_int_equal(len, (size_t)json_object_get_string_len(field(want, "text")));
+	assert_memory_equal(out, json_object_get_string(field(want, "text")), len);
+	assert_non_null(strstr(out, "# Tools"));
+	free(out);
+	/* tools that are not an array, and a template that raises: exit 1 with the message */
+	tu_writef(path, "{}");
+	assert_int_equal(tu_sh("'%s' chat --tokenizer '%s/llama3/tokenizer.json' --template "
+			       "'%s/tests/fixtures/chat-templates/Qwen-Qwen2.5-7B-Instruct.jinja' --tools '%s' < '%s/messages.json' "
+			       "2>/dev/null",
+			       tu_tool("SKV_TOK"), fixdir, srcdir, path, dir),
+			 1);
+	assert_int_equal(tu_sh("printf '[{\"role\":\"system\",\"content\":\"s\"}]' | '%s' chat --tokenizer "
+			       "'%s/llama3/tokenizer.json' --template '%s/tests/fixtures/chat-templates/google-gemma-2-2b-it.jinja' "
+			       "2>&1 | grep -q 'chat template: System role not supported'",
+			       tu_tool("SKV_TOK"), fixdir, srcdir),
+			 0);
+	json_object_put(g);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static void write_config(const char *dir, const char *tmpl_json)
 {
 	char path[4300];
@@ -321,7 +371,7 @@ int main(void)
 	snprintf(srcdir, sizeof(srcdir), "%s", tu_tool("SKV_SRCDIR"));
 	snprintf(fixdir, sizeof(fixdir), "%s/tests/fixtures/tokenizer", srcdir);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_golden),	 cmocka_unit_test(test_errors), cmocka_unit_test(test_config),
+		cmocka_unit_test(test_golden),	 cmocka_unit_test(test_errors), cmocka_unit_test(test_skv_tok_tools), cmocka_unit_test(test_config),
 		cmocka_unit_test(test_stop_ids), cmocka_unit_test(test_trim),	  cmocka_unit_test(test_messages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

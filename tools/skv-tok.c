@@ -5,7 +5,7 @@
  *   skv-tok decode --tokenizer PATH [--skip-special] [--raw]
  *           ids on stdin (separated by spaces, commas or newlines) -> text
  *   skv-tok chat --tokenizer PATH [--add-generation-prompt] [--ids] [--template FILE]
- *           [--special-as-text]
+ *           [--tools FILE] [--special-as-text]
  *           a JSON array of messages on stdin -> the prompt rendered by the chat template
  *           (the model directory's, or FILE's), or its ids
  *
@@ -32,6 +32,7 @@ static void usage(FILE *f)
 	fputs("usage: skv-tok encode --tokenizer PATH [--bos] [--special-as-text]\n"
 	      "       skv-tok decode --tokenizer PATH [--skip-special] [--raw]\n"
 	      "       skv-tok chat --tokenizer PATH [--add-generation-prompt] [--ids] [--template FILE]\n"
+	      "                    [--tools FILE]\n"
 	      "\n"
 	      "  --tokenizer PATH         a tokenizer.json, or a model directory holding one\n"
 	      "  --bos                    encode: apply the post-processor (adds <|begin_of_text|>)\n"
@@ -41,7 +42,8 @@ static void usage(FILE *f)
 	      "  --raw                    decode: write the raw bytes (no U+FFFD for invalid UTF-8)\n"
 	      "  --add-generation-prompt  chat: end with the open assistant header\n"
 	      "  --ids                    chat: print the prompt's ids instead of its text\n"
-	      "  --template FILE          chat: a Jinja chat template to use instead of the model's\n",
+	      "  --template FILE          chat: a Jinja chat template to use instead of the model's\n"
+	      "  --tools FILE             chat: a JSON array of tool definitions the template sees\n",
 	      f);
 }
 
@@ -157,10 +159,11 @@ static int cmd_decode(const struct skv_tokenizer *tok, unsigned flags)
 	return 0;
 }
 
-static int cmd_chat(const struct skv_tokenizer *tok, const char *path, const char *tmpl_file, bool gen_prompt,
-		    bool want_ids, unsigned flags)
+static int cmd_chat(const struct skv_tokenizer *tok, const char *path, const char *tmpl_file, const char *tools_file,
+		    bool gen_prompt, bool want_ids, unsigned flags)
 {
-	_cleanup_free_ char *json = NULL, *prompt = NULL, *tmpl = NULL;
+	_cleanup_free_ char *json = NULL, *prompt = NULL, *tmpl = NULL, *tools_text = NULL;
+	_cleanup_json_ json_object *tools = NULL;
 	_cleanup_free_ int32_t *ids = NULL;
 	_cleanup_chat_ struct skv_chat *chat = NULL;
 	_cleanup_json_ json_object *msgs = NULL;
@@ -196,7 +199,19 @@ static int cmd_chat(const struct skv_tokenizer *tok, const char *path, const cha
 		fprintf(stderr, "skv-tok: stdin: a JSON array of messages is expected\n");
 		return 1;
 	}
-	ssize_t pl = skv_chat_render_json(chat, msgs, NULL, gen_prompt, &prompt, &err);
+	if (tools_file) {
+		size_t tl;
+		if (skv_read_file(tools_file, 16u << 20, &tools_text, &tl, &err) < 0 ||
+		    skv_json_parse(tools_text, tl, tools_file, &tools, &err) < 0) {
+			fprintf(stderr, "skv-tok: %s\n", err.msg);
+			return 1;
+		}
+		if (!json_object_is_type(tools, json_type_array)) {
+			fprintf(stderr, "skv-tok: %s: a JSON array of tool definitions is expected\n", tools_file);
+			return 1;
+		}
+	}
+	ssize_t pl = skv_chat_render_json(chat, msgs, tools, gen_prompt, &prompt, &err);
 	if (pl < 0) {
 		fprintf(stderr, "skv-tok: %s\n", err.msg);
 		return 1;
@@ -219,7 +234,7 @@ static int cmd_chat(const struct skv_tokenizer *tok, const char *path, const cha
 
 int main(int argc, char **argv)
 {
-	enum { O_TOK = 256, O_BOS, O_SPECIAL_TEXT, O_SKIP, O_RAW, O_GEN, O_IDS, O_TEMPLATE };
+	enum { O_TOK = 256, O_BOS, O_SPECIAL_TEXT, O_SKIP, O_RAW, O_GEN, O_IDS, O_TEMPLATE, O_TOOLS };
 	static const struct option opts[] = {
 		{"tokenizer", required_argument, NULL, O_TOK},
 		{"bos", no_argument, NULL, O_BOS},
@@ -229,10 +244,11 @@ int main(int argc, char **argv)
 		{"add-generation-prompt", no_argument, NULL, O_GEN},
 		{"ids", no_argument, NULL, O_IDS},
 		{"template", required_argument, NULL, O_TEMPLATE},
+		{"tools", required_argument, NULL, O_TOOLS},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	const char *path = NULL, *tmpl = NULL, *cmd;
+	const char *path = NULL, *tmpl = NULL, *tools = NULL, *cmd;
 	bool bos = false, special_text = false, skip = false, raw = false, gen = false, ids = false;
 	_cleanup_tokenizer_ struct skv_tokenizer *tok = NULL;
 	struct skv_err err = {0};
@@ -279,6 +295,9 @@ int main(int argc, char **argv)
 		case O_TEMPLATE:
 			tmpl = optarg;
 			break;
+		case O_TOOLS:
+			tools = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -293,7 +312,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if ((bos && !is_enc) || (special_text && is_dec) || ((skip || raw) && !is_dec) || ((gen || ids || tmpl) && !is_chat)) {
+	if ((bos && !is_enc) || (special_text && is_dec) || ((skip || raw) && !is_dec) || ((gen || ids || tmpl || tools) && !is_chat)) {
 		fprintf(stderr, "skv-tok: an option does not apply to '%s'\n", cmd);
 		usage(stderr);
 		return 2;
@@ -307,5 +326,5 @@ int main(int argc, char **argv)
 		return cmd_encode(tok, eflags | (bos ? SKV_TOKENIZER_ADD_SPECIAL : 0u));
 	if (is_dec)
 		return cmd_decode(tok, (skip ? SKV_TOKENIZER_SKIP_SPECIAL : 0u) | (raw ? SKV_TOKENIZER_RAW : 0u));
-	return cmd_chat(tok, path, tmpl, gen, ids, eflags);
+	return cmd_chat(tok, path, tmpl, tools, gen, ids, eflags);
 }
