@@ -214,9 +214,9 @@ struct buf {
 
 static void buf_put(struct ctx *x, struct buf *b, const char *s, size_t n)
 {
+	if (b->limit && b->n + n > b->limit)
+		fail(x, -E2BIG, 0, "the rendered text exceeds %zu bytes", b->limit);
 	if (b->n + n + 1 > b->cap) {
-		if (b->limit && b->n + n > b->limit)
-			fail(x, -E2BIG, 0, "the rendered text exceeds %zu bytes", b->limit);
 		size_t cap = SKV_MAX(b->cap * 2, b->n + n + 64);
 		char *p;
 		if (b->heap) {
