@@ -67,6 +67,7 @@ static const struct key keys[] = {
 	KSTR("model", "path", model_path, KEY_NONEMPTY),
 	KENUM("model", "swiftkv", KEY_SWIFTKV, swiftkv),
 	KSTR("model", "name", model_name, 0),
+	KSTR("model", "chat_template", chat_template, 0),
 
 	KENUM("engine", "backend", KEY_BACKEND, backend),
 	KENUM("engine", "devices", KEY_DEVICES, devices),

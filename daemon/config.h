@@ -31,6 +31,7 @@ struct skvd_config {
 	char model_path[SKVD_PATH_MAX]; /* path: a Hugging Face model directory */
 	int swiftkv;			/* swiftkv = on | off | auto (-1: on for llama_swiftkv) */
 	char model_name[64];		/* name: reported to clients (default: the directory's name) */
+	char chat_template[SKVD_PATH_MAX]; /* chat_template: a Jinja file replacing the model's ("": none) */
 
 	/* [engine] */
 	enum skvd_backend backend;	      /* backend = auto | cpu | cuda */

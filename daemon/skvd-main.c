@@ -241,6 +241,8 @@ static const char *restart_key(const struct skvd_config *a, const struct skvd_co
 		return "[model] swiftkv";
 	if (strcmp(a->model_name, b->model_name) && b->model_name[0])
 		return "[model] name";
+	if (strcmp(a->chat_template, b->chat_template))
+		return "[model] chat_template";
 	if (a->backend != b->backend)
 		return "[engine] backend";
 	if (a->n_devices != b->n_devices || memcmp(a->devices, b->devices, sizeof(a->devices)))

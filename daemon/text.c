@@ -1,14 +1,21 @@
 /* text.c: the model's tokenizer and chat template as skvd uses them. Client text is untrusted:
  * special-token strings in it are encoded as plain text, so only the chat template itself can
- * put <|eot_id|> and its kind into a prompt. A chat is rendered with a placeholder for each
- * message's content; the template's own text between them is encoded with specials matched,
- * each content (trimmed, as the template trims it) as plain text. The boundaries fall where the
- * Llama-3 split regex cuts anyway (after a header's "\n\n", before <|eot_id|>), so the ids equal
- * those of encoding the whole rendered text whenever the content holds no special strings.
- * Streamed text skips special tokens and never splits a UTF-8 character. */
+ * put <|eot_id|> and its kind into a prompt. A chat is rendered twice, once with the messages
+ * and once with a placeholder for each message's content; when the real render is the
+ * placeholder render with each placeholder replaced by its content (as is, or trimmed as most
+ * templates trim it), the template's own text between them is encoded with specials matched and
+ * each content as plain text. The boundaries fall where the split regexes cut anyway (after a
+ * header's newline, before the end-of-turn token), so the ids equal those of encoding the whole
+ * rendered text whenever the content holds no special strings. A template that rewrites content
+ * otherwise (DeepSeek-R1 drops an assistant's <think> part) gets the whole render encoded with
+ * specials matched, and only when no message holds special-token text; else the request is
+ * refused. A template that fails (its raise_exception, a sandbox bound) fails the request with
+ * its message. Streamed text skips special tokens and never splits a UTF-8 character. */
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <json-c/json.h>
 
 #include "chat.h"
 #include "skvd-req.h"
@@ -26,7 +33,7 @@ struct skvd_text {
 	struct skv_tokenizer_ws *ws; /* NULL until needed */
 	size_t ws_bytes;	     /* text encoded since ws was made */
 	uint64_t ws_used_ns;	     /* its last use */
-	struct skv_chat *chat; /* NULL when the model has no template we know */
+	struct skv_chat *chat; /* NULL when the model's chat settings did not load */
 	size_t bound;	       /* most bytes one streamed token yields */
 };
 
@@ -67,14 +74,16 @@ int skvd_text_load(struct skvd *d, struct skv_err *err)
 		return skv_err_set(err, -EINVAL, "%s: the tokenizer has %u ids, more than the model's vocab_size %u",
 				   d->cfg.model_path, skv_tokenizer_n_ids(t->tok), d->model.vocab);
 	t->bound = skv_tokenizer_stream_bound(t->tok);
-	r = skv_chat_load(d->cfg.model_path, &t->chat, err);
+	r = skv_chat_load(d->cfg.model_path, d->cfg.chat_template[0] ? d->cfg.chat_template : NULL, &t->chat, err);
+	if (r < 0 && d->cfg.chat_template[0])
+		return r; /* the operator's own template: stop with its line */
 	if (r < 0) {
 		/* served anyway: raw prompts and ids still work; chat requests are refused */
 		skvd_log(SKVD_WARNING, "%s; chat requests will be refused", err->msg);
 		t->chat = NULL;
 		skv_err_clear(err);
-	} else if (t->chat->tmpl != SKV_CHAT_TEMPLATE_LLAMA3 && t->chat->tmpl != SKV_CHAT_TEMPLATE_LLAMA31) {
-		skvd_log(SKVD_WARNING, "%s: no chat template skvd knows; chat requests will be refused",
+	} else if (!t->chat->tmpl) {
+		skvd_log(SKVD_WARNING, "%s: the model has no chat template; chat requests will be refused",
 			 d->cfg.model_path);
 	}
 	return 0;
@@ -130,36 +139,105 @@ static int append_ids(struct skvd_text *t, const char *text, size_t len, unsigne
 	return 0;
 }
 
-/* \x01 is not whitespace to Python's str.strip(), so the template's |trim keeps it */
+/* \x01 is not whitespace to Python's str.strip(), so a template's |trim keeps it */
 #define PLACEHOLDER "\x01skv-content-"
+
+static int render(struct skvd_text *t, const struct skvd_chat_msg *m, uint32_t n, bool placeholders, char **ret,
+		  ssize_t *ret_len, struct skv_err *err)
+{
+	static const char *const roles[] = {"system", "user", "assistant"};
+	_cleanup_json_ json_object *arr = json_object_new_array();
+	if (!arr)
+		return skv_err_set(err, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		char ph[32];
+		json_object *o = json_object_new_object();
+		if (!o)
+			return skv_err_set(err, -ENOMEM, "out of memory");
+		json_object_array_add(arr, o);
+		json_object_object_add(o, "role", json_object_new_string(roles[m[i].role]));
+		snprintf(ph, sizeof(ph), PLACEHOLDER "%u\x01", i);
+		json_object_object_add(o, "content", placeholders ? json_object_new_string(ph)
+								  : json_object_new_string_len(m[i].content, (int)m[i].len));
+	}
+	ssize_t len = skv_chat_render_json(t->chat, arr, NULL, true, ret, err);
+	if (len < 0)
+		return skv_err_prefix(err, (int)len, "messages: ");
+	*ret_len = len;
+	return 0;
+}
+
+/* Whether the placeholder render with every placeholder replaced by its content (trimmed or
+ * not) is the real render. */
+static bool same_render(const char *p, size_t pl, const char *real, size_t rl, const struct skvd_chat_msg *m, uint32_t n,
+			bool trim)
+{
+	size_t ri = 0;
+	const char *end = p + pl;
+	while (p < end) {
+		const char *hit = memmem(p, (size_t)(end - p), PLACEHOLDER, strlen(PLACEHOLDER));
+		size_t lit = (size_t)((hit ? hit : end) - p);
+		if (lit > rl - ri || memcmp(real + ri, p, lit))
+			return false;
+		ri += lit;
+		if (!hit)
+			break;
+		char *after;
+		unsigned long k = strtoul(hit + strlen(PLACEHOLDER), &after, 10);
+		if (k >= n || *after != '\x01')
+			return false;
+		size_t cs = 0, cl = m[k].len;
+		if (trim)
+			skv_chat_trim(m[k].content, m[k].len, &cs, &cl);
+		if (cl > rl - ri || memcmp(real + ri, m[k].content + cs, cl))
+			return false;
+		ri += cl;
+		p = after + 1;
+	}
+	return ri == rl;
+}
 
 int skvd_text_encode_chat(struct skvd *d, const struct skvd_chat_msg *m, uint32_t n, int32_t **ret, uint32_t *ret_n,
 			  struct skv_err *err)
 {
-	static const char *const roles[] = {"system", "user", "assistant"};
 	struct skvd_text *t = d->text;
-	struct skv_chat_message msgs[256];
-	char ph[256][32];
-	_cleanup_free_ char *text = NULL;
+	_cleanup_free_ char *real = NULL, *ph = NULL;
 	_cleanup_free_ int32_t *ids = NULL;
 	uint32_t n_ids = 0, cap = 0;
+	ssize_t rl, pl;
 	int r;
 
-	if (!t->chat || (t->chat->tmpl != SKV_CHAT_TEMPLATE_LLAMA3 && t->chat->tmpl != SKV_CHAT_TEMPLATE_LLAMA31))
+	if (!t->chat || !t->chat->tmpl)
 		return skv_err_set(err, -EOPNOTSUPP,
-				   "messages: the model has no chat template skvd knows; send a pre-rendered prompt "
-				   "instead");
-	if (n > SKV_ARRAY_SIZE(msgs))
-		return skv_err_set(err, -E2BIG, "messages: %u, more than the limit of %zu", n, SKV_ARRAY_SIZE(msgs));
-	for (uint32_t i = 0; i < n; i++) {
-		snprintf(ph[i], sizeof(ph[i]), PLACEHOLDER "%u\x01", i);
-		msgs[i] = (struct skv_chat_message){.role = roles[m[i].role], .role_len = strlen(roles[m[i].role]),
-						     .content = ph[i], .content_len = strlen(ph[i])};
+				   "messages: the model has no chat template; send a pre-rendered prompt instead");
+	if (n > 256)
+		return skv_err_set(err, -E2BIG, "messages: %u, more than the limit of 256", n);
+	if ((r = render(t, m, n, false, &real, &rl, err)) < 0 || (r = render(t, m, n, true, &ph, &pl, err)) < 0)
+		return r;
+	bool trim = false, split = same_render(ph, (size_t)pl, real, (size_t)rl, m, n, false);
+	if (!split)
+		split = trim = same_render(ph, (size_t)pl, real, (size_t)rl, m, n, true);
+	if (!split) {
+		/* the template rewrites content: encode the whole render, if no content holds specials */
+		for (uint32_t i = 0; i < n; i++) {
+			const int32_t *v;
+			ssize_t k = skv_tokenizer_encode(t->tok, t->ws, m[i].content, m[i].len, 0, &v, err);
+			if (k < 0)
+				return (int)k;
+			for (ssize_t j = 0; j < k; j++)
+				if (skv_tokenizer_is_special(t->tok, v[j]))
+					return skv_err_set(err, -EINVAL,
+							   "messages[%u]: holds special-token text, and the model's chat "
+							   "template rewrites message content, so it cannot be kept as text",
+							   i);
+		}
+		if ((r = append_ids(t, real, (size_t)rl, 0, &ids, &n_ids, &cap, err)) < 0)
+			return r;
+		*ret = SKV_TAKE_PTR(ids);
+		*ret_n = n_ids;
+		return 0;
 	}
-	ssize_t len = skv_chat_render(t->chat, msgs, n, true, &text, err);
-	if (len < 0)
-		return (int)len;
-	const char *p = text, *end = text + len;
+	const char *p = ph, *end = ph + pl;
 	while (p < end) {
 		const char *hit = memmem(p, (size_t)(end - p), PLACEHOLDER, strlen(PLACEHOLDER));
 		const char *stop = hit ? hit : end;
@@ -170,11 +248,10 @@ int skvd_text_encode_chat(struct skvd *d, const struct skvd_chat_msg *m, uint32_
 			break;
 		char *after;
 		unsigned long k = strtoul(hit + strlen(PLACEHOLDER), &after, 10);
-		if (k >= n || *after != '\x01')
-			return skv_err_set(err, -EPROTO, "chat template rendering went wrong");
-		/* the content, trimmed as the template trims it: plain text, whatever it contains */
-		size_t cs, cl;
-		skv_chat_trim(m[k].content, m[k].len, &cs, &cl);
+		/* the content, as the template wrote it: plain text, whatever it contains */
+		size_t cs = 0, cl = m[k].len;
+		if (trim)
+			skv_chat_trim(m[k].content, m[k].len, &cs, &cl);
 		if ((r = append_ids(t, m[k].content + cs, cl, SKV_TOKENIZER_SPECIAL_AS_TEXT, &ids, &n_ids, &cap, err)) < 0)
 			return r;
 		p = after + 1;

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "chat.h"
 #include "tokenizer-internal.h"
 
 void skv_llama3_special_name(uint32_t off, char *buf, size_t len)
@@ -366,7 +365,7 @@ static void config_json(struct jw *w, uint32_t base_vocab)
 	}
 	jend(w, '}');
 	kv_str(w, "bos_token", "<|begin_of_text|>");
-	kv_str(w, "chat_template", skv_chat_template_text(SKV_CHAT_TEMPLATE_LLAMA31));
+	kv_str(w, "chat_template", skv_chat_template_llama31_text);
 	kv_bool(w, "clean_up_tokenization_spaces", false);
 	kv_str(w, "eos_token", "<|eot_id|>");
 	jkey(w, "model_input_names");

@@ -28,6 +28,9 @@ void skv_llama3_special_name(uint32_t offset, char *buf, size_t len);
 const char *skv_llama3_split_pattern(void);
 
 /* The corpus compiled into the library (the files of model/corpus/, concatenated). */
+/* Meta's Llama-3.1 chat template (model/templates/llama-3.1.jinja), written into the synthetic
+ * tokenizer_config.json. */
+extern const char skv_chat_template_llama31_text[];
 extern const char skv_synth_corpus[];
 extern const size_t skv_synth_corpus_len;
 

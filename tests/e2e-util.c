@@ -19,6 +19,7 @@
 
 static const char *const defaults[] = {
 	"model.path=",
+	"model.chat_template=",
 	"engine.backend=cpu",
 	"engine.replicas=2",
 	"engine.threads=1",

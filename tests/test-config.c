@@ -115,7 +115,7 @@ static void test_shipped_is_defaults(void **state)
 			fail_msg("skvd.ini(5) does not document %s (as \".B %s\")", key, key);
 		n++;
 	}
-	assert_int_equal(n, 37);
+	assert_int_equal(n, 38);
 	free(keys);
 	free(shipped);
 	free(man);

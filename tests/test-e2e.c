@@ -1427,6 +1427,50 @@ static void test_skvctl_and_cli(void **state)
 	tu_rmdir(e.dir);
 }
 
+/* [model] chat_template: an operator's template (Gemma-2's, which refuses a system message and
+ * turns that do not alternate) replaces the model's. Its prompt is what skv-tok renders with the
+ * same file; its raise_exception reaches the client as the request's error, and skvd goes on. */
+static void test_chat_template_file(void **state)
+{
+	(void)state;
+	struct e2e e;
+	char tmpl[4400], ov0[4500], cmd[8192];
+	snprintf(tmpl, sizeof(tmpl), "%s/tests/fixtures/chat-templates/google-gemma-2-2b-it.jinja", tu_tool("SKV_SRCDIR"));
+	snprintf(ov0, sizeof(ov0), "model.chat_template=%s", tmpl);
+	const char *ov[] = {ov0, "engine.replicas=1", NULL};
+	e2e_start(&e, model, ov);
+	struct skv_client *c = e2e_client(&e);
+	struct skv_message msgs[2] = {{.role = SKV_MESSAGE_SYSTEM, .content = "Be brief."},
+				      {.role = SKV_MESSAGE_USER, .content = "Summarize this, please."}};
+	struct skv_request req;
+	skv_request_init(&req);
+	req.kind = SKV_PROMPT_CHAT;
+	req.messages = msgs;
+	req.n_messages = 2;
+	req.max_tokens = 2;
+	expect_error(c, &req, SKV_ERROR_CODE_INVALID, "System role not supported");
+	for (int k = 0; k < 2; k++) { /* served after the refusal, with the file's rendering */
+		struct e2e_result *res = malloc(sizeof(*res));
+		req.messages = msgs + 1;
+		req.n_messages = 1;
+		assert_int_equal(e2e_run(c, &req, res), 0);
+		assert_true(res->final.finish != SKV_FINISH_REASON_ERROR);
+		snprintf(cmd, sizeof(cmd),
+			 "printf '[{\"role\":\"user\",\"content\":\"%s\"}]' | '%s' chat --tokenizer '%s' --template '%s' "
+			 "--add-generation-prompt --ids | wc -w",
+			 msgs[1].content, tu_tool("SKV_TOK"), model, tmpl);
+		FILE *p = popen(cmd, "r");
+		int want = 0;
+		assert_int_equal(fscanf(p, "%d", &want), 1);
+		assert_int_equal(pclose(p), 0);
+		assert_int_equal((int)res->final.prompt_tokens, want);
+		free(res);
+	}
+	skv_client_free(c);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
+}
+
 /* A raw session, by hand (libskv would not misbehave): hello, welcome with the memfd and the two
  * eventfds. */
 struct raw_session {
@@ -1861,6 +1905,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_reload, e2e_teardown),
 		cmocka_unit_test_teardown(test_drain, e2e_teardown),
 		cmocka_unit_test_teardown(test_skvctl_and_cli, e2e_teardown),
+		cmocka_unit_test_teardown(test_chat_template_file, e2e_teardown),
 		cmocka_unit_test_teardown(test_socket_activation, e2e_teardown),
 		cmocka_unit_test_teardown(test_hostile_doorbells, e2e_teardown),
 		cmocka_unit_test_teardown(test_handshake_edges, e2e_teardown),

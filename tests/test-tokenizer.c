@@ -957,8 +957,9 @@ static void test_skv_tok(void **state)
 	assert_true(!strncmp(out, "1024 1030 ", 10)); /* BOS once, then <|start_header_id|> */
 	free(out);
 	snprintf(cmd, sizeof(cmd),
-		 "printf '[{\"role\":\"user\",\"content\":\"Hi\"}]' | '%s' chat --tokenizer '%s/gpt2/tokenizer.json' --template llama-3",
-		 tok, fixdir);
+		 "printf '[{\"role\":\"user\",\"content\":\"Hi\"}]' | '%s' chat --tokenizer '%s/gpt2/tokenizer.json' "
+		 "--template '%s/../chat-templates/meta-llama-Meta-Llama-3-8B-Instruct.jinja'",
+		 tok, fixdir, fixdir);
 	out = run_out(cmd);
 	assert_string_equal(out, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
 	free(out);

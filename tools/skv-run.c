@@ -282,7 +282,7 @@ int main(int argc, char **argv)
 			_cleanup_chat_ struct skv_chat *ch = NULL;
 			struct skv_chat_message m = {"user", 4, prompt, strlen(prompt)};
 			ssize_t n;
-			if (skv_chat_load(lp.model_dir, &ch, &err) < 0 ||
+			if (skv_chat_load(lp.model_dir, NULL, &ch, &err) < 0 ||
 			    (n = skv_chat_render(ch, &m, 1, true, &rendered, &err)) < 0) {
 				fprintf(stderr, "skv-run: %s\n", err.msg);
 				return 1;

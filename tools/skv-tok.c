@@ -4,12 +4,13 @@
  *           UTF-8 text on stdin -> ids, space-separated, on one line
  *   skv-tok decode --tokenizer PATH [--skip-special] [--raw]
  *           ids on stdin (separated by spaces, commas or newlines) -> text
- *   skv-tok chat --tokenizer PATH [--add-generation-prompt] [--ids] [--template NAME]
- *           [--special-as-text]
- *           a JSON array of {"role", "content"} on stdin -> the rendered prompt (or its ids)
+ *   skv-tok chat --tokenizer PATH [--add-generation-prompt] [--ids] [--template FILE]
+ *           [--tools FILE] [--special-as-text]
+ *           a JSON array of messages on stdin -> the prompt rendered by the chat template
+ *           (the model directory's, or FILE's), or its ids
  *
- * PATH is a tokenizer.json or a model directory (then tokenizer_config.json and
- * generation_config.json are read from it too). Exit status: 0 done, 1 bad input or files,
+ * PATH is a tokenizer.json or a model directory (then tokenizer_config.json, its chat template
+ * and generation_config.json are read from it too). Exit status: 0 done, 1 bad input or files,
  * 2 bad usage.
  */
 #include <errno.h>
@@ -18,7 +19,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <json-c/json.h>
+
 #include "chat.h"
+#include "jinja.h"
+#include "model-config.h"
 #include "skv-base.h"
 #include "skv-version.h"
 #include "tokenizer.h"
@@ -27,7 +32,8 @@ static void usage(FILE *f)
 {
 	fputs("usage: skv-tok encode --tokenizer PATH [--bos] [--special-as-text]\n"
 	      "       skv-tok decode --tokenizer PATH [--skip-special] [--raw]\n"
-	      "       skv-tok chat --tokenizer PATH [--add-generation-prompt] [--ids] [--template NAME]\n"
+	      "       skv-tok chat --tokenizer PATH [--add-generation-prompt] [--ids] [--template FILE]\n"
+	      "                    [--tools FILE]\n"
 	      "       skv-tok --version | --help\n"
 	      "\n"
 	      "  --tokenizer PATH         a tokenizer.json, or a model directory holding one\n"
@@ -38,7 +44,8 @@ static void usage(FILE *f)
 	      "  --raw                    decode: write the raw bytes (no U+FFFD for invalid UTF-8)\n"
 	      "  --add-generation-prompt  chat: end with the open assistant header\n"
 	      "  --ids                    chat: print the prompt's ids instead of its text\n"
-	      "  --template NAME          chat: llama-3.1 or llama-3, instead of the model's\n",
+	      "  --template FILE          chat: a Jinja chat template to use instead of the model's\n"
+	      "  --tools FILE             chat: a JSON array of tool definitions the template sees\n",
 	      f);
 }
 
@@ -154,27 +161,26 @@ static int cmd_decode(const struct skv_tokenizer *tok, unsigned flags)
 	return 0;
 }
 
-static int cmd_chat(const struct skv_tokenizer *tok, const char *path, const char *tmpl_name, bool gen_prompt,
-		    bool want_ids, unsigned flags)
+static int cmd_chat(const struct skv_tokenizer *tok, const char *path, const char *tmpl_file, const char *tools_file,
+		    bool gen_prompt, bool want_ids, unsigned flags)
 {
-	_cleanup_free_ char *json = NULL, *prompt = NULL;
-	_cleanup_free_ struct skv_chat_message *msgs = NULL;
+	_cleanup_free_ char *json = NULL, *prompt = NULL, *tmpl = NULL, *tools_text = NULL;
+	_cleanup_json_ json_object *tools = NULL;
 	_cleanup_free_ int32_t *ids = NULL;
 	_cleanup_chat_ struct skv_chat *chat = NULL;
+	_cleanup_json_ json_object *msgs = NULL;
 	struct skv_err err = {0};
 	struct stat st;
-	size_t len, n;
+	size_t len;
 	int r;
 
-	if (tmpl_name) {
-		enum skv_chat_template t = skv_chat_template_from_name(tmpl_name);
-		if (t == SKV_CHAT_TEMPLATE_UNKNOWN) {
-			fprintf(stderr, "skv-tok: --template: '%s' is not llama-3.1 or llama-3\n", tmpl_name);
-			return 2;
-		}
-		r = skv_chat_new(t, &chat, &err);
-	} else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-		r = skv_chat_load(path, &chat, &err);
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		r = skv_chat_load(path, tmpl_file, &chat, &err);
+	} else if (tmpl_file) {
+		/* a bare tokenizer.json: Llama-3's BOS and EOS texts */
+		r = skv_read_file(tmpl_file, SKV_JINJA_MAX_SOURCE, &tmpl, &len, &err);
+		if (r >= 0)
+			r = skv_chat_new(tmpl, len, "<|begin_of_text|>", "<|eot_id|>", &chat, &err);
 	} else {
 		fprintf(stderr, "skv-tok: chat needs a model directory (with tokenizer_config.json) or --template\n");
 		return 2;
@@ -187,11 +193,27 @@ static int cmd_chat(const struct skv_tokenizer *tok, const char *path, const cha
 		fprintf(stderr, "skv-tok: cannot read stdin\n");
 		return 1;
 	}
-	if (skv_chat_messages_parse(json, len, &msgs, &n, &err) < 0) {
-		fprintf(stderr, "skv-tok: stdin: %s\n", err.msg);
+	if (skv_json_parse(json, len, "stdin", &msgs, &err) < 0) {
+		fprintf(stderr, "skv-tok: %s\n", err.msg);
 		return 1;
 	}
-	ssize_t pl = skv_chat_render(chat, msgs, n, gen_prompt, &prompt, &err);
+	if (!json_object_is_type(msgs, json_type_array)) {
+		fprintf(stderr, "skv-tok: stdin: a JSON array of messages is expected\n");
+		return 1;
+	}
+	if (tools_file) {
+		size_t tl;
+		if (skv_read_file(tools_file, 16u << 20, &tools_text, &tl, &err) < 0 ||
+		    skv_json_parse(tools_text, tl, tools_file, &tools, &err) < 0) {
+			fprintf(stderr, "skv-tok: %s\n", err.msg);
+			return 1;
+		}
+		if (!json_object_is_type(tools, json_type_array)) {
+			fprintf(stderr, "skv-tok: %s: a JSON array of tool definitions is expected\n", tools_file);
+			return 1;
+		}
+	}
+	ssize_t pl = skv_chat_render_json(chat, msgs, tools, gen_prompt, &prompt, &err);
 	if (pl < 0) {
 		fprintf(stderr, "skv-tok: %s\n", err.msg);
 		return 1;
@@ -214,7 +236,7 @@ static int cmd_chat(const struct skv_tokenizer *tok, const char *path, const cha
 
 int main(int argc, char **argv)
 {
-	enum { O_TOK = 256, O_BOS, O_SPECIAL_TEXT, O_SKIP, O_RAW, O_GEN, O_IDS, O_TEMPLATE };
+	enum { O_TOK = 256, O_BOS, O_SPECIAL_TEXT, O_SKIP, O_RAW, O_GEN, O_IDS, O_TEMPLATE, O_TOOLS };
 	static const struct option opts[] = {
 		{"tokenizer", required_argument, NULL, O_TOK},
 		{"bos", no_argument, NULL, O_BOS},
@@ -224,10 +246,11 @@ int main(int argc, char **argv)
 		{"add-generation-prompt", no_argument, NULL, O_GEN},
 		{"ids", no_argument, NULL, O_IDS},
 		{"template", required_argument, NULL, O_TEMPLATE},
+		{"tools", required_argument, NULL, O_TOOLS},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	const char *path = NULL, *tmpl = NULL, *cmd;
+	const char *path = NULL, *tmpl = NULL, *tools = NULL, *cmd;
 	bool bos = false, special_text = false, skip = false, raw = false, gen = false, ids = false;
 	_cleanup_tokenizer_ struct skv_tokenizer *tok = NULL;
 	struct skv_err err = {0};
@@ -278,6 +301,9 @@ int main(int argc, char **argv)
 		case O_TEMPLATE:
 			tmpl = optarg;
 			break;
+		case O_TOOLS:
+			tools = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -292,7 +318,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if ((bos && !is_enc) || (special_text && is_dec) || ((skip || raw) && !is_dec) || ((gen || ids || tmpl) && !is_chat)) {
+	if ((bos && !is_enc) || (special_text && is_dec) || ((skip || raw) && !is_dec) || ((gen || ids || tmpl || tools) && !is_chat)) {
 		fprintf(stderr, "skv-tok: an option does not apply to '%s'\n", cmd);
 		usage(stderr);
 		return 2;
@@ -306,5 +332,5 @@ int main(int argc, char **argv)
 		return cmd_encode(tok, eflags | (bos ? SKV_TOKENIZER_ADD_SPECIAL : 0u));
 	if (is_dec)
 		return cmd_decode(tok, (skip ? SKV_TOKENIZER_SKIP_SPECIAL : 0u) | (raw ? SKV_TOKENIZER_RAW : 0u));
-	return cmd_chat(tok, path, tmpl, gen, ids, eflags);
+	return cmd_chat(tok, path, tmpl, tools, gen, ids, eflags);
 }
