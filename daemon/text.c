@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "chat.h"
+#include "skv-json.h"
 #include "skvd-req.h"
 #include "tokenizer.h"
 

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "jinja.h"
-#include "model-config.h"
+#include "skv-json.h"
 
 /* Special tokens that end a turn in the templates of common families; a template that writes
  * one makes it a stop id. */

@@ -22,6 +22,7 @@
 #include <json-c/json.h>
 
 #include "chat.h"
+#include "skv-json.h"
 #include "jinja.h"
 #include "model-config.h"
 #include "skv-base.h"
