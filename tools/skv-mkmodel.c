@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <glob.h>
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
@@ -64,8 +63,6 @@ struct job {
 	size_t n;
 	uint64_t seed;
 	enum skv_st_dtype dtype;
-	size_t *file_of; /* tensor -> shard */
-	size_t shard;	 /* being written */
 	const struct wtensor **list;
 };
 
@@ -394,23 +391,6 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	/* --force over an earlier checkpoint: its index and shards must not outlive it (a loader
-	 * prefers the index) */
-	{
-		char old[4096];
-		snprintf(old, sizeof(old), "%s/model.safetensors.index.json", out);
-		unlink(old);
-		snprintf(old, sizeof(old), "%s/model.safetensors", out);
-		unlink(old);
-		glob_t g;
-		snprintf(old, sizeof(old), "%s/model-[0-9]*-of-[0-9]*.safetensors", out);
-		if (glob(old, 0, NULL, &g) == 0) {
-			for (size_t k = 0; k < g.gl_pathc; k++)
-				unlink(g.gl_pathv[k]);
-			globfree(&g);
-		}
-	}
-
 	/* The tensor list, in the order transformers writes a Llama. */
 	const uint64_t H = p.hidden, I = p.inter, d = p.head_dim, nh = p.heads, nkv = p.kv_heads;
 	const uint64_t V = p.base_vocab + SKV_LLAMA3_N_SPECIAL;
@@ -496,69 +476,29 @@ int main(int argc, char **argv)
 	if (!p.tie)
 		add(t, &n, "lm_head.weight", V, H, INIT_NORMAL, 1.0f / sqrtf((float)H));
 
-	/* Shards: consecutive tensors up to max_shard bytes each. */
-	_cleanup_free_ size_t *file_of = calloc(n, sizeof(size_t));
+	/* Shards: consecutive tensors up to max_shard bytes each (skv_st_write_sharded, which also
+	 * removes an earlier checkpoint's shards and index under --force). */
 	_cleanup_free_ const struct wtensor **list = calloc(n, sizeof(*list));
 	_cleanup_free_ struct skv_st_out_tensor *ot = calloc(n, sizeof(*ot));
-	if (!file_of || !list || !ot) {
+	if (!list || !ot) {
 		fprintf(stderr, "skv-mkmodel: out of memory\n");
 		return 1;
 	}
-	size_t shards = 1;
-	uint64_t cur = 0, total = 0;
 	for (size_t i = 0; i < n; i++) {
-		uint64_t b = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1) * skv_st_dtype_size(dt);
-		if (cur > 0 && cur + b > (uint64_t)max_shard) {
-			shards++;
-			cur = 0;
-		}
-		file_of[i] = shards - 1;
-		cur += b;
-		total += b;
+		list[i] = &t[i];
+		ot[i] = (struct skv_st_out_tensor){.name = t[i].name, .dtype = dt, .ndim = t[i].ndim};
+		ot[i].shape[0] = t[i].shape[0];
+		ot[i].shape[1] = t[i].shape[1];
 	}
-	struct job job = {.t = t, .n = n, .seed = (uint64_t)seed, .dtype = dt, .file_of = file_of, .list = list};
-	json_object *index = json_object_new_object(), *wmap = json_object_new_object(), *meta = json_object_new_object();
-	for (size_t s = 0; s < shards; s++) {
-		char fname[128], path[4096];
-		size_t k = 0;
-		if (shards == 1)
-			snprintf(fname, sizeof(fname), "model.safetensors");
-		else
-			snprintf(fname, sizeof(fname), "model-%05zu-of-%05zu.safetensors", s + 1, shards);
-		for (size_t i = 0; i < n; i++) {
-			if (file_of[i] != s)
-				continue;
-			list[k] = &t[i];
-			ot[k] = (struct skv_st_out_tensor){.name = t[i].name, .dtype = dt, .ndim = t[i].ndim};
-			ot[k].shape[0] = t[i].shape[0];
-			ot[k].shape[1] = t[i].shape[1];
-			json_object_object_add(wmap, t[i].name, json_object_new_string(fname));
-			k++;
-		}
-		snprintf(path, sizeof(path), "%s/%s", out, fname);
-		r = skv_st_write(path, ot, k, "{\"format\":\"pt\"}", fill, &job, &err);
-		if (r < 0) {
-			fprintf(stderr, "skv-mkmodel: %s\n", err.msg);
-			json_object_put(index);
-			return 1;
-		}
+	struct job job = {.t = t, .n = n, .seed = (uint64_t)seed, .dtype = dt, .list = list};
+	size_t shards;
+	uint64_t total;
+	r = skv_st_write_sharded(out, ot, n, (uint64_t)max_shard, "{\"format\":\"pt\"}", fill, &job, &shards, &total,
+				 &err);
+	if (r < 0) {
+		fprintf(stderr, "skv-mkmodel: %s\n", err.msg);
+		return 1;
 	}
-	if (shards > 1) {
-		char path[4096];
-		json_object_object_add(meta, "total_size", json_object_new_int64((int64_t)total));
-		json_object_object_add(index, "metadata", meta);
-		json_object_object_add(index, "weight_map", wmap);
-		snprintf(path, sizeof(path), "%s/model.safetensors.index.json", out);
-		if (json_object_to_file_ext(path, index, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE) < 0) {
-			fprintf(stderr, "skv-mkmodel: %s: cannot write\n", path);
-			json_object_put(index);
-			return 1;
-		}
-	} else {
-		json_object_put(meta);
-		json_object_put(wmap);
-	}
-	json_object_put(index);
 
 	if ((r = write_configs(out, &p, (uint32_t)L, (uint32_t)G, swiftkv, torch_dtype, attn_bias, mlp_bias, &err)) < 0 ||
 	    (r = skv_tokenizer_write_synthetic(out, p.base_vocab, (uint64_t)seed, &err)) < 0) {
