@@ -255,6 +255,35 @@ def reference_tokenizer(tokens, merges, pre):
     return tk
 
 
+def fuzz_corpus():
+    """Small seeds for tests/fuzz/fuzz-gguf: every metadata value type, a few tensor types."""
+    d = os.path.join(os.path.dirname(__file__), "..", "tests", "fuzz", "corpus", "fuzz-gguf")
+    os.makedirs(d, exist_ok=True)
+    w = gguf.GGUFWriter(os.path.join(d, "kinds.gguf"), arch="llama")
+    w.add_uint8("a.u8", 7)
+    w.add_int8("a.i8", -7)
+    w.add_uint16("a.u16", 700)
+    w.add_int16("a.i16", -700)
+    w.add_uint32("a.u32", 70000)
+    w.add_int32("a.i32", -70000)
+    w.add_float32("a.f32", 0.5)
+    w.add_bool("a.bool", True)
+    w.add_string("a.str", "text")
+    w.add_uint64("a.u64", 1 << 40)
+    w.add_int64("a.i64", -(1 << 40))
+    w.add_float64("a.f64", 0.25)
+    w.add_array("a.arr_i32", [1, 2, 3])
+    w.add_array("a.arr_str", ["x", "yz"])
+    w.add_uint32("general.alignment", 64)
+    for t in (QT.Q4_K, QT.Q6_K, QT.Q5_0, QT.Q8_0, QT.F16):
+        w.add_tensor("t." + t.name, raw_blocks(t, 1 if gguf.GGML_QUANT_SIZES[t][0] == 256 else 8).reshape(1, -1), raw_dtype=t)
+    w.add_tensor("t.F32", np.arange(4, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     dequant_fixture()
@@ -279,6 +308,7 @@ def main():
                 ids = tk.encode(t, add_special_tokens=False).ids
                 assert tk.decode(ids, skip_special_tokens=False) == t
                 f.write(f"{pre}\t{t.encode().hex()}\t{','.join(map(str, ids))}\n")
+    fuzz_corpus()  # last: the fixtures above keep their random streams
 
 
 if __name__ == "__main__":
