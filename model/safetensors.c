@@ -606,16 +606,9 @@ static uint64_t out_bytes(const struct skv_st_out_tensor *t)
 	return b;
 }
 
-int skv_st_write_sharded(const char *dir, const struct skv_st_out_tensor *t, size_t n, uint64_t max_shard,
-			 const char *metadata_json, skv_st_fill_fn fill, void *userdata, size_t *ret_shards,
-			 uint64_t *ret_bytes, struct skv_err *err)
+void skv_st_remove_checkpoint(const char *dir)
 {
-	char path[4096], old[4096];
-	size_t shards = 1;
-	uint64_t cur = 0, total = 0;
-	int r = 0;
-
-	/* an earlier checkpoint's index and shards must not outlive it (a loader prefers the index) */
+	char old[4096];
 	snprintf(old, sizeof(old), "%s/model.safetensors.index.json", dir);
 	unlink(old);
 	snprintf(old, sizeof(old), "%s/model.safetensors", dir);
@@ -627,6 +620,19 @@ int skv_st_write_sharded(const char *dir, const struct skv_st_out_tensor *t, siz
 			unlink(g.gl_pathv[k]);
 		globfree(&g);
 	}
+}
+
+int skv_st_write_sharded(const char *dir, const struct skv_st_out_tensor *t, size_t n, uint64_t max_shard,
+			 const char *metadata_json, skv_st_fill_fn fill, void *userdata, size_t *ret_shards,
+			 uint64_t *ret_bytes, struct skv_err *err)
+{
+	char path[4096];
+	size_t shards = 1;
+	uint64_t cur = 0, total = 0;
+	int r = 0;
+
+	/* an earlier checkpoint's index and shards must not outlive it (a loader prefers the index) */
+	skv_st_remove_checkpoint(dir);
 	for (size_t i = 0; i < n; i++) {
 		uint64_t b = out_bytes(&t[i]);
 		if (cur > 0 && cur + b > max_shard) {

@@ -2,7 +2,8 @@
 """make-smollm-golden.py: golden logits for SmolLM2-135M-Instruct, from an fp64 reference that
 shares nothing with skv-import or the engine (tests/test-smollm.c compares skv-run with them).
 
-    /opt/skvpy/bin/python scripts/make-smollm-golden.py GGUF [OUTDIR]   (default tests/fixtures/smollm)
+    /opt/skvpy/bin/python scripts/make-smollm-golden.py [--tokenizer-only] [--imported DIR] GGUF [OUTDIR]
+    (OUTDIR default tests/fixtures/smollm)
 
 The reference reads the GGUF with gguf-py (llama.cpp's own reader and dequantization) and runs
 the Llama forward in numpy float64 in llama.cpp's layout: the q/k weights stay as the file
@@ -10,6 +11,14 @@ stores them (each head's rows interleaved by the converter) and rotary embedding
 pairs (2i, 2i+1), as llama.cpp does for this layout. skv-import's un-permuting to Hugging Face's
 layout (rotate first half against second half) is then checked, not reused. Prompt ids come
 from a tokenizer built here with Hugging Face tokenizers from the GGUF's vocabulary and merges.
+
+Also writes tokenizer.txt ("text-hex<TAB>ids" a line): tricky texts encoded by the tokenizer built
+here. It is checked against transformers' own GGUF tokenizer builder
+(transformers.integrations.gguf, fed gguf-py's metadata since its reader needs torch): equal ids
+on every text without digits; transformers has no rule for "smollm" and keeps runs of digits
+together, where SmolLM2's tokenizer and llama.cpp split every digit. With --imported DIR (an
+skv-import of the same GGUF) DIR/tokenizer.json, loaded by Hugging Face tokenizers, must give the
+same ids on every text. --tokenizer-only skips the (2 minute) forward.
 
 Writes manifest.txt ("case NAME", "prompt IDS", "ids IDS", "golden FILE", "stats ROW SUM SUMSQ MAX")
 and NAME.npy: float32 [generated, 2*M] holding, per generated token's logits row, M indices
@@ -23,8 +32,15 @@ import gguf
 import numpy as np
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders
 
-GGUF = sys.argv[1]
-OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "smollm")
+ARGS = [a for a in sys.argv[1:]]
+TOKENIZER_ONLY = "--tokenizer-only" in ARGS
+IMPORTED = None
+if "--imported" in ARGS:
+    IMPORTED = ARGS[ARGS.index("--imported") + 1]
+    del ARGS[ARGS.index("--imported"):ARGS.index("--imported") + 2]
+ARGS = [a for a in ARGS if a != "--tokenizer-only"]
+GGUF = ARGS[0]
+OUT = ARGS[1] if len(ARGS) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "smollm")
 N_GEN = 8
 STRIDE = 16
 TOPK = 32
@@ -39,8 +55,9 @@ NKV = kv["llama.attention.head_count_kv"]
 D = H // NH
 EPS = kv["llama.attention.layer_norm_rms_epsilon"]
 THETA = kv["llama.rope.freq_base"]
-W = {t.name: gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64) for t in r.tensors}
-EMB = W["token_embd.weight"]
+W = {} if TOKENIZER_ONLY else {t.name: gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64)
+                               for t in r.tensors}
+EMB = W.get("token_embd.weight")
 OUTW = W.get("output.weight", EMB)
 
 
@@ -112,9 +129,47 @@ PROMPTS = [
 ]
 
 
+TEXTS = [
+    "Hello world! hello World?",
+    "In 2024 the report said 1234567 units were sold, up 12.5% from 1,097,000.",
+    "  leading spaces\n\n\ttabs and\r\nnewlines   ",
+    "It's what they'd've said. IT'S LOUD",
+    "Ünïcödé: naïve café — 東京 🚀 emoji",
+    "specials as text: <|im_start|>user\nhi<|im_end|>\n<|endoftext|>",
+    "def f(x):\n    return x**2  # square",
+    "<repo_name>swiftkv<file_sep>main.c",
+]
+
+
+def check_tokenizers(tk):
+    """The texts' ids: against transformers' GGUF builder, and the imported tokenizer.json."""
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer
+    f = r.fields
+    d = {"tokenizer_type": "gpt2", "pre_tokenizer_type": "smollm",
+         "tokens": [bytes(f["tokenizer.ggml.tokens"].parts[i]).decode() for i in f["tokenizer.ggml.tokens"].data],
+         "merges": [bytes(f["tokenizer.ggml.merges"].parts[i]).decode() for i in f["tokenizer.ggml.merges"].data],
+         "token_type": [int(f["tokenizer.ggml.token_type"].parts[i][0]) for i in f["tokenizer.ggml.token_type"].data]}
+    hf, _ = convert_gguf_tokenizer("llama", d)
+    ours = Tokenizer.from_file(os.path.join(IMPORTED, "tokenizer.json")) if IMPORTED else None
+    lines = []
+    for t in TEXTS:
+        ids = tk.encode(t).ids
+        assert tk.decode(ids, skip_special_tokens=False) == t
+        if not any(c.isdigit() for c in t):
+            assert hf.encode(t).ids == ids, (t, hf.encode(t).ids, ids)
+        if ours:
+            assert ours.encode(t).ids == ids, (t, ours.encode(t).ids, ids)
+        lines.append(f"{t.encode().hex()}\t{','.join(map(str, ids))}")
+    with open(os.path.join(OUT, "tokenizer.txt"), "w") as out:
+        out.write("\n".join(lines) + "\n")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     tk = tokenizer()
+    check_tokenizers(tk)
+    if TOKENIZER_ONLY:
+        return
     lines = [f"# made by scripts/make-smollm-golden.py from {os.path.basename(GGUF)}: {N_GEN} greedy tokens per case"]
     for name, text in PROMPTS:
         ids = tk.encode(text).ids

@@ -337,6 +337,9 @@ static void test_refusals(void **state)
 		if (r == 0 || !strstr(msg, cases[i].msg))
 			fail_msg("%s %s: status %d, '%s' (expected '%s')", cases[i].file, cases[i].args, r, msg, cases[i].msg);
 		free(msg);
+		struct stat st;
+		if (stat(out, &st) == 0) /* nothing half-written left behind */
+			fail_msg("%s: refused, but %s exists", cases[i].file, out);
 	}
 	/* a truncated file through the tool */
 	size_t len;

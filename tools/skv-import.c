@@ -645,6 +645,19 @@ static void usage(FILE *f)
 		   "  --force                  write into an existing OUTDIR\n");
 }
 
+static void remove_outputs(const char *dir)
+{
+	static const char *const files[] = {"config.json", "generation_config.json", "tokenizer.json",
+					    "tokenizer_config.json"};
+	char p[4096];
+	for (size_t i = 0; i < SKV_ARRAY_SIZE(files); i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+		unlink(p);
+	}
+	skv_st_remove_checkpoint(dir);
+	rmdir(dir);
+}
+
 static void unmap(void *p, size_t n)
 {
 	if (p && p != MAP_FAILED)
@@ -732,6 +745,7 @@ int main(int argc, char **argv)
 	size_t n = 0, shards = 0;
 	uint64_t total = 0;
 	int64_t bos = -1, eos = -1, pad = -1;
+	bool created = false;
 	int rc = 1;
 
 	if ((r = skv_gguf_parse(map, size, in, &g, &err)) < 0)
@@ -750,7 +764,9 @@ int main(int argc, char **argv)
 	}
 	if ((r = build_list(g, &h, (uint32_t)L, (uint32_t)G, t, &n, &err)) < 0)
 		goto fail_in;
-	if (mkdir(out, 0755) < 0 && !(errno == EEXIST && force)) {
+	if (mkdir(out, 0755) == 0)
+		created = true;
+	else if (!(errno == EEXIST && force)) {
 		fprintf(stderr, "skv-import: %s: %s%s\n", out, strerror(errno),
 			errno == EEXIST ? " (use --force to overwrite)" : "");
 		goto out;
@@ -785,6 +801,8 @@ fail_in:
 fail:
 	fprintf(stderr, "skv-import: %s\n", err.msg);
 out:
+	if (rc == 1 && created) /* a refused import leaves no half-written directory behind */
+		remove_outputs(out);
 	skv_gguf_free(g);
 	unmap(map, size);
 	return rc;
