@@ -86,6 +86,10 @@ int skv_model_config_validate(const struct skv_model_config *c, const char *name
 int skv_model_config_parse_generation(const char *json, size_t len, const char *name,
 				      struct skv_model_config *cfg, struct skv_err *err);
 
+/* Write DIR/config.json and DIR/generation_config.json as transformers does for a (SwiftKV)
+ * Llama, from a config that passes skv_model_config_validate (skv-mkmodel, skv-import). */
+int skv_model_config_write(const char *dir, const struct skv_model_config *c, struct skv_err *err);
+
 /* Read DIR/config.json and, if present, DIR/generation_config.json. */
 int skv_model_config_load(const char *dir, struct skv_model_config *ret, struct skv_err *err);
 
@@ -116,4 +120,7 @@ int skv_read_file(const char *path, size_t max_bytes, char **ret_buf, size_t *re
 struct json_object;
 int skv_json_parse(const char *text, size_t len, const char *name, struct json_object **ret, struct skv_err *err);
 void skv_json_putp(struct json_object **o);
+/* Write o to DIR/FILE, indented as transformers writes its JSON files; takes o (put even on
+ * failure). */
+int skv_json_write(const char *dir, const char *file, struct json_object *o, struct skv_err *err);
 #define _cleanup_json_ _cleanup_(skv_json_putp)

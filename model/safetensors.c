@@ -668,11 +668,7 @@ int skv_st_write_sharded(const char *dir, const struct skv_st_out_tensor *t, siz
 		json_object_object_add(meta, "total_size", json_object_new_int64((int64_t)total));
 		json_object_object_add(index, "metadata", meta);
 		json_object_object_add(index, "weight_map", json_object_get(wmap));
-		snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
-		if (json_object_to_file_ext(path, index, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-								 JSON_C_TO_STRING_NOSLASHESCAPE) < 0)
-			r = skv_err_set(err, -EIO, "%s: cannot write", path);
-		json_object_put(index);
+		r = skv_json_write(dir, "model.safetensors.index.json", index, err);
 	}
 	json_object_put(wmap);
 	if (r == 0 && ret_shards)

@@ -12,7 +12,7 @@ pairs (2i, 2i+1), as llama.cpp does for this layout. skv-import's un-permuting t
 layout (rotate first half against second half) is then checked, not reused. Prompt ids come
 from a tokenizer built here with Hugging Face tokenizers from the GGUF's vocabulary and merges.
 
-Also writes tokenizer.txt ("text-hex<TAB>ids" a line): tricky texts encoded by the tokenizer built
+Also writes tokenizer.txt ("smollm<TAB>text-hex<TAB>ids" a line): tricky texts encoded by the tokenizer built
 here. It is checked against transformers' own GGUF tokenizer builder
 (transformers.integrations.gguf, fed gguf-py's metadata since its reader needs torch): equal ids
 on every text without digits; transformers has no rule for "smollm" and keeps runs of digits
@@ -159,7 +159,7 @@ def check_tokenizers(tk):
             assert hf.encode(t).ids == ids, (t, hf.encode(t).ids, ids)
         if ours:
             assert ours.encode(t).ids == ids, (t, ours.encode(t).ids, ids)
-        lines.append(f"{t.encode().hex()}\t{','.join(map(str, ids))}")
+        lines.append(f"smollm\t{t.encode().hex()}\t{','.join(map(str, ids))}")
     with open(os.path.join(OUT, "tokenizer.txt"), "w") as out:
         out.write("\n".join(lines) + "\n")
 

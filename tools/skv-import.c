@@ -318,70 +318,37 @@ static int build_list(const struct skv_gguf *g, const struct hp *h, uint32_t L, 
 
 /* ---- JSON files ---- */
 
-static int write_json(const char *dir, const char *file, json_object *o, struct skv_err *err)
-{
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	int r = json_object_to_file_ext(path, o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-							 JSON_C_TO_STRING_NOSLASHESCAPE);
-	json_object_put(o);
-	return r < 0 ? skv_err_set(err, -EIO, "%s: cannot write", path) : 0;
-}
-
 #define J_ADD(o, k, v) json_object_object_add(o, k, v)
 
-static int write_configs(const char *dir, const struct hp *h, int64_t bos, int64_t eos, int64_t pad, uint32_t L,
-			 uint32_t G, const char *torch_dtype, struct skv_err *err)
+static int write_configs(const char *dir, const struct hp *h, int64_t bos, int64_t eos, uint32_t L, uint32_t G,
+			 enum skv_dtype dtype, struct skv_err *err)
 {
-	json_object *c = json_object_new_object(), *arch = json_object_new_array();
-	char s[32];
-	json_object_array_add(arch, json_object_new_string(L ? "LlamaSwiftKVForCausalLM" : "LlamaForCausalLM"));
-	J_ADD(c, "architectures", arch);
-	J_ADD(c, "attention_bias", json_object_new_boolean(0));
-	J_ADD(c, "attention_dropout", json_object_new_double(0.0));
-	if (bos >= 0)
-		J_ADD(c, "bos_token_id", json_object_new_int64(bos));
-	if (eos >= 0)
-		J_ADD(c, "eos_token_id", json_object_new_int64(eos));
-	J_ADD(c, "head_dim", json_object_new_int((int)h->head_dim));
-	J_ADD(c, "hidden_act", json_object_new_string("silu"));
-	J_ADD(c, "hidden_size", json_object_new_int((int)h->hidden));
-	J_ADD(c, "intermediate_size", json_object_new_int((int)h->inter));
-	if (L) {
-		J_ADD(c, "key_value_group_size", json_object_new_int((int)G));
-		J_ADD(c, "num_key_value_layers", json_object_new_int((int)L));
-	}
-	J_ADD(c, "max_position_embeddings", json_object_new_int64(h->ctx));
-	J_ADD(c, "mlp_bias", json_object_new_boolean(0));
-	J_ADD(c, "model_type", json_object_new_string(L ? "llama_swiftkv" : "llama"));
-	J_ADD(c, "num_attention_heads", json_object_new_int((int)h->heads));
-	J_ADD(c, "num_hidden_layers", json_object_new_int((int)h->layers));
-	J_ADD(c, "num_key_value_heads", json_object_new_int((int)h->kv_heads));
-	if (pad >= 0)
-		J_ADD(c, "pad_token_id", json_object_new_int64(pad));
-	J_ADD(c, "pretraining_tp", json_object_new_int(1));
-	snprintf(s, sizeof(s), "%g", (double)(float)h->eps); /* GGUF holds a float: 1e-05, not its expansion */
-	J_ADD(c, "rms_norm_eps", json_object_new_double_s((double)(float)h->eps, s));
-	J_ADD(c, "rope_scaling", NULL);
-	snprintf(s, sizeof(s), "%.1f", h->theta);
-	J_ADD(c, "rope_theta", json_object_new_double_s(h->theta, s));
-	if (L)
-		J_ADD(c, "swiftkv", json_object_new_boolean(1));
-	J_ADD(c, "tie_word_embeddings", json_object_new_boolean(h->tied));
-	J_ADD(c, "torch_dtype", json_object_new_string(torch_dtype));
-	J_ADD(c, "use_cache", json_object_new_boolean(1));
-	J_ADD(c, "vocab_size", json_object_new_int((int)h->vocab));
-	int r = write_json(dir, "config.json", c, err);
-	if (r < 0)
-		return r;
-	json_object *gc = json_object_new_object();
-	if (bos >= 0)
-		J_ADD(gc, "bos_token_id", json_object_new_int64(bos));
-	if (eos >= 0)
-		J_ADD(gc, "eos_token_id", json_object_new_int64(eos));
-	if (pad >= 0)
-		J_ADD(gc, "pad_token_id", json_object_new_int64(pad));
-	return write_json(dir, "generation_config.json", gc, err);
+	struct skv_model_config c = {
+		.version = SKV_MODEL_CONFIG_VERSION,
+		.size = sizeof(c),
+		.n_layers = h->layers,
+		.hidden = h->hidden,
+		.intermediate = h->inter,
+		.n_heads = h->heads,
+		.n_kv_heads = h->kv_heads,
+		.head_dim = h->head_dim,
+		.vocab = h->vocab,
+		.max_position = h->ctx,
+		.swiftkv = L > 0,
+		.kv_layers = L ? L : h->layers,
+		.kv_group = L ? G : 1,
+		.tie_word_embeddings = h->tied,
+		.rms_eps = (float)h->eps,
+		.rope_theta = (float)h->theta,
+		.rope_type = SKV_ROPE_DEFAULT,
+		.rope_factor = 1.0f,
+		.torch_dtype = dtype,
+		.bos_id = (int32_t)bos,
+		.n_eos = eos >= 0,
+		.eos_ids = {(int32_t)eos},
+		.gen_top_p = 1.0f, /* greedy by default: the GGUF names no sampling */
+	};
+	return skv_model_config_write(dir, &c, err);
 }
 
 /* tokenizer.ggml.pre -> the Hugging Face pre-tokenizer that splits text as llama.cpp does. */
@@ -430,7 +397,7 @@ static json_object *pre_tokenizer(const char *pre)
 static json_object *str_obj(const struct skv_gguf_str *s) { return json_object_new_string_len(s->p, (int)s->len); }
 
 static int write_tokenizer(const struct skv_gguf *g, const char *dir, const struct hp *h, int64_t *ret_bos,
-			   int64_t *ret_eos, int64_t *ret_pad, struct skv_err *err)
+			   int64_t *ret_eos, struct skv_err *err)
 {
 	struct skv_gguf_str model, pre = {"gpt2", 4}, tmpl = {0};
 	const struct skv_gguf_kv *tokens = skv_gguf_find_kv(g, "tokenizer.ggml.tokens"),
@@ -593,7 +560,7 @@ static int write_tokenizer(const struct skv_gguf *g, const char *dir, const stru
 	J_ADD(m, "ignore_merges", json_object_new_boolean(0));
 	J_ADD(root, "model", SKV_TAKE_PTR(own_m));
 	own_root = NULL;
-	if ((r = write_json(dir, "tokenizer.json", root, err)) < 0)
+	if ((r = skv_json_write(dir, "tokenizer.json", root, err)) < 0)
 		return r;
 
 	json_object *tc = json_object_new_object(), *dec = json_object_new_object();
@@ -626,11 +593,10 @@ static int write_tokenizer(const struct skv_gguf *g, const char *dir, const stru
 	J_ADD(tc, "clean_up_tokenization_spaces", json_object_new_boolean(0));
 	J_ADD(tc, "model_max_length", json_object_new_int64(h->ctx));
 	J_ADD(tc, "tokenizer_class", json_object_new_string("PreTrainedTokenizerFast"));
-	if ((r = write_json(dir, "tokenizer_config.json", tc, err)) < 0)
+	if ((r = skv_json_write(dir, "tokenizer_config.json", tc, err)) < 0)
 		return r;
 	*ret_bos = bos;
 	*ret_eos = eos;
-	*ret_pad = pad;
 	return 0;
 }
 
@@ -714,13 +680,12 @@ int main(int argc, char **argv)
 	}
 	enum skv_st_dtype st;
 	enum skv_dtype dt;
-	const char *torch_dtype;
 	if (!strcmp(dtype_name, "bf16"))
-		st = SKV_ST_BF16, dt = SKV_DTYPE_BF16, torch_dtype = "bfloat16";
+		st = SKV_ST_BF16, dt = SKV_DTYPE_BF16;
 	else if (!strcmp(dtype_name, "f16"))
-		st = SKV_ST_F16, dt = SKV_DTYPE_F16, torch_dtype = "float16";
+		st = SKV_ST_F16, dt = SKV_DTYPE_F16;
 	else if (!strcmp(dtype_name, "f32"))
-		st = SKV_ST_F32, dt = SKV_DTYPE_F32, torch_dtype = "float32";
+		st = SKV_ST_F32, dt = SKV_DTYPE_F32;
 	else {
 		fprintf(stderr, "skv-import: --dtype must be bf16, f16 or f32, not '%s'\n", dtype_name);
 		return 2;
@@ -744,7 +709,7 @@ int main(int argc, char **argv)
 	_cleanup_free_ struct otensor *t = NULL;
 	size_t n = 0, shards = 0;
 	uint64_t total = 0;
-	int64_t bos = -1, eos = -1, pad = -1;
+	int64_t bos = -1, eos = -1;
 	bool created = false;
 	int rc = 1;
 
@@ -771,7 +736,7 @@ int main(int argc, char **argv)
 			errno == EEXIST ? " (use --force to overwrite)" : "");
 		goto out;
 	}
-	if ((r = write_tokenizer(g, out, &h, &bos, &eos, &pad, &err)) < 0)
+	if ((r = write_tokenizer(g, out, &h, &bos, &eos, &err)) < 0)
 		goto fail_in;
 	{
 		_cleanup_free_ struct skv_st_out_tensor *ot = calloc(n, sizeof(*ot));
@@ -789,7 +754,7 @@ int main(int argc, char **argv)
 					      &total, &err)) < 0)
 			goto fail;
 	}
-	if ((r = write_configs(out, &h, bos, eos, pad, (uint32_t)L, (uint32_t)G, torch_dtype, &err)) < 0)
+	if ((r = write_configs(out, &h, bos, eos, (uint32_t)L, (uint32_t)G, dt, &err)) < 0)
 		goto fail;
 	printf("%s: llama, %u layers%s, %zu tensors, %.2f GB %s in %zu file%s\n", out, h.layers, L ? " (SwiftKV)" : "",
 	       n, (double)total / 1e9, dtype_name, shards, shards > 1 ? "s" : "");
