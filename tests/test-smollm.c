@@ -6,7 +6,9 @@
  *     the row's top 32) within TOL_ROW of the row's largest |value|, and the row's sum, sum of
  *     squares and largest |value| within the same relative tolerance;
  *   - the bf16 import (the default): the first BF16_IDS greedy ids of every case;
- *   - skv-tok on the imported tokenizer.json: the ids of tricky texts (tokenizer.txt).
+ *   - skv-tok on the imported tokenizer.json: the ids of tricky texts (tokenizer.txt);
+ *   - a SwiftKV import (--swiftkv-layers): the original model's ids with --swiftkv off, whole
+ *     requests served with it on.
  * Skipped (77) when the GGUF is not fetched.
  */
 #include <math.h>
@@ -101,12 +103,31 @@ static void run_case(const char *model, const struct scase *c, int max_tokens, c
 	free(got);
 }
 
-static char *import(const char *dtype)
+static char *import_with(const char *dtype, const char *name, const char *args)
 {
 	char *dir = malloc(4200);
-	snprintf(dir, 4200, "%s/smollm-%s", tmp, dtype);
-	assert_int_equal(tu_sh("'%s' --dtype %s '%s' '%s' >/dev/null", tu_tool("SKV_IMPORT"), dtype, gguf, dir), 0);
+	snprintf(dir, 4200, "%s/%s", tmp, name);
+	assert_int_equal(tu_sh("'%s' --dtype %s %s '%s' '%s' >/dev/null", tu_tool("SKV_IMPORT"), dtype, args, gguf, dir),
+			 0);
 	return dir;
+}
+
+static char *import(const char *dtype)
+{
+	char name[64];
+	snprintf(name, sizeof(name), "smollm-%s", dtype);
+	return import_with(dtype, name, "");
+}
+
+/* The golden's first n ids of case k ("a,b,c"). */
+static void first_ids(size_t k, int n, char *out, size_t size)
+{
+	snprintf(out, size, "%s", cases[k].ids);
+	char *p = out;
+	for (int i = 0; i < n && p; i++)
+		p = strchr(p + 1, ',');
+	if (p)
+		*p = 0;
 }
 
 static void test_f32_parity(void **state)
@@ -166,17 +187,50 @@ static void test_bf16_greedy(void **state)
 	for (size_t k = 0; k < n_cases; k++) {
 		char ids[1024], npy[4200], want[1024];
 		run_case(model, &cases[k], BF16_IDS, ids, sizeof(ids), npy, sizeof(npy));
-		/* the golden's first BF16_IDS ids */
-		snprintf(want, sizeof(want), "%s", cases[k].ids);
-		char *p = want;
-		for (int n = 0; n < BF16_IDS && p; n++)
-			p = strchr(p + 1, ',');
-		if (p)
-			*p = 0;
+		first_ids(k, BF16_IDS, want, sizeof(want));
 		if (strcmp(ids, want))
 			fail_msg("%s (bf16): skv-run gives %s, the fp64 reference %s", cases[k].name, ids, want);
 	}
 	free(model); /* removed with tmp: test_tokenizer uses it */
+}
+
+/* SwiftKV on the real model: skv-import --swiftkv-layers 20 --group 2 (tensors copied from the
+ * teacher, not distilled). With --swiftkv off the checkpoint is the original model and must give
+ * the bf16 golden ids; with it on, the SwiftKV forward serves whole requests (its values are
+ * untrained, so only their shape is asserted: every id inside the vocabulary). */
+static void test_swiftkv(void **state)
+{
+	(void)state;
+	char *model = import_with("bf16", "smollm-swiftkv", "--swiftkv-layers 20 --group 2");
+	for (size_t k = 0; k < n_cases; k++) {
+		char want[1024], out[4200];
+		first_ids(k, BF16_IDS, want, sizeof(want));
+		snprintf(out, sizeof(out), "%s/swiftkv.ids", tmp);
+		for (int on = 0; on < 2; on++) {
+			assert_int_equal(tu_sh("'%s' --model '%s' --swiftkv %s --prompt-ids %s --max-tokens %d --ignore-eos "
+					       "--ids >'%s'",
+					       tu_tool("SKV_RUN"), model, on ? "on" : "off", cases[k].prompt, BF16_IDS, out),
+					 0);
+			char *got = tu_slurp(out, NULL);
+			int n = 0, id, used;
+			for (const char *p = got; sscanf(p, "%d%n", &id, &used) == 1; p += used) {
+				assert_true(id >= 0 && id < 49152);
+				n++;
+			}
+			assert_int_equal(n, BF16_IDS);
+			got[strcspn(got, "\n")] = 0;
+			for (char *p = got; *p; p++)
+				if (*p == ' ')
+					*p = ',';
+			print_message("%s --swiftkv %s: %s\n", cases[k].name, on ? "on" : "off", got);
+			if (!on && strcmp(got, want))
+				fail_msg("%s: the SwiftKV checkpoint with --swiftkv off gives %s, the model %s", cases[k].name,
+					 got, want);
+			free(got);
+		}
+	}
+	tu_rmdir(model);
+	free(model);
 }
 
 /* skv-tok on the imported tokenizer.json against Hugging Face tokenizers (tokenizer.txt; the
@@ -221,6 +275,7 @@ int main(void)
 		cmocka_unit_test(test_f32_parity),
 		cmocka_unit_test(test_bf16_greedy),
 		cmocka_unit_test(test_tokenizer),
+		cmocka_unit_test(test_swiftkv),
 	};
 	int r = cmocka_run_group_tests(tests, setup, NULL);
 	tu_rmdir(tmp);
