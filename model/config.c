@@ -547,12 +547,22 @@ int skv_json_write(const char *dir, const char *file, json_object *o, struct skv
 
 #define ADD(o, k, v) json_object_object_add(o, k, v)
 
+/* A float as Python prints it for a value read back from float: "%g" (8.0, 1e-05, 0.9), not the
+ * double expansion of the float (0.89999997615814209). */
+static json_object *num(float v)
+{
+	char s[32];
+	snprintf(s, sizeof(s), "%g", (double)v);
+	if (!strpbrk(s, ".en"))
+		strcat(s, ".0");
+	return json_object_new_double_s(v, s);
+}
+
 int skv_model_config_write(const char *dir, const struct skv_model_config *c, struct skv_err *err)
 {
 	static const char *const dtypes[] = {[SKV_DTYPE_F32] = "float32", [SKV_DTYPE_F16] = "float16",
 					     [SKV_DTYPE_BF16] = "bfloat16"};
 	json_object *o = json_object_new_object(), *arch = json_object_new_array();
-	char s[32];
 	int r;
 	if ((r = skv_model_config_validate(c, "config", err)) < 0) {
 		json_object_put(o);
@@ -582,16 +592,15 @@ int skv_model_config_write(const char *dir, const struct skv_model_config *c, st
 	ADD(o, "num_hidden_layers", json_object_new_int((int)c->n_layers));
 	ADD(o, "num_key_value_heads", json_object_new_int((int)c->n_kv_heads));
 	ADD(o, "pretraining_tp", json_object_new_int(1));
-	snprintf(s, sizeof(s), "%g", (double)c->rms_eps); /* "1e-05", not the float's double expansion */
-	ADD(o, "rms_norm_eps", json_object_new_double_s(c->rms_eps, s));
+	ADD(o, "rms_norm_eps", num(c->rms_eps));
 	if (c->rope_type == SKV_ROPE_DEFAULT) {
 		ADD(o, "rope_scaling", NULL);
 	} else {
 		json_object *rs = json_object_new_object();
-		ADD(rs, "factor", json_object_new_double(c->rope_factor));
+		ADD(rs, "factor", num(c->rope_factor));
 		if (c->rope_type == SKV_ROPE_LLAMA3) {
-			ADD(rs, "high_freq_factor", json_object_new_double(c->rope_high_freq_factor));
-			ADD(rs, "low_freq_factor", json_object_new_double(c->rope_low_freq_factor));
+			ADD(rs, "high_freq_factor", num(c->rope_high_freq_factor));
+			ADD(rs, "low_freq_factor", num(c->rope_low_freq_factor));
 			ADD(rs, "original_max_position_embeddings", json_object_new_int((int)c->rope_orig_max_position));
 		}
 		ADD(rs, "rope_type", json_object_new_string(c->rope_type == SKV_ROPE_LLAMA3 ? "llama3" : "linear"));
@@ -615,10 +624,8 @@ int skv_model_config_write(const char *dir, const struct skv_model_config *c, st
 	if (c->n_eos)
 		ADD(g, "eos_token_id", eos_json(c));
 	if (c->gen_temperature > 0.0f) {
-		snprintf(s, sizeof(s), "%g", (double)c->gen_temperature);
-		ADD(g, "temperature", json_object_new_double_s(c->gen_temperature, s));
-		snprintf(s, sizeof(s), "%g", (double)c->gen_top_p);
-		ADD(g, "top_p", json_object_new_double_s(c->gen_top_p, s));
+		ADD(g, "temperature", num(c->gen_temperature));
+		ADD(g, "top_p", num(c->gen_top_p));
 		if (c->gen_top_k > 0)
 			ADD(g, "top_k", json_object_new_int(c->gen_top_k));
 	}

@@ -18,6 +18,8 @@ Writes:
                     dequantized by gguf-py.
   tiny-untied.gguf  the same with a separate output.weight (F16) and pre "gpt2".
   tiny-smollm.gguf  tiny-llama with pre "smollm" (digits split one by one, then GPT-2's split).
+  tiny-llama31.gguf tiny-llama with Llama-3.1 rope scaling, stored as the converter does
+                    (rope_freqs.weight: one divisor per frequency).
   bad-*.gguf        files skv-import must refuse: another architecture, an unsupported type
                     (Q2_K), an unknown pre-tokenizer, a k projection of the wrong shape.
   tokenizer.txt     texts and the ids Hugging Face tokenizers gives them with a tokenizer built
@@ -147,7 +149,24 @@ CHAT = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n'
         "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
-def tiny(path, want_path=None, *, arch="llama", tied=True, pre="llama-bpe", types=None, bad_k=False, keep=None):
+def llama3_rope_factors(theta, dim, factor, low, high, orig):
+    """What convert_hf_to_gguf stores as rope_freqs.weight for Llama-3.1 rope scaling."""
+    freqs = 1.0 / (theta ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+    out = []
+    for f in freqs:
+        wavelen = 2 * np.pi / f
+        if wavelen < orig / high:
+            out.append(1.0)
+        elif wavelen > orig / low:
+            out.append(factor)
+        else:
+            sm = (orig / wavelen - low) / (high - low)
+            out.append(1 / ((1 - sm) / factor + sm))
+    return np.array(out, dtype=np.float32)
+
+
+def tiny(path, want_path=None, *, arch="llama", tied=True, pre="llama-bpe", types=None, bad_k=False, keep=None,
+         rope=None):
     H, I, NH, NKV, D, L = 64, 160, 4, 2, 16, 2
     base, merges = train_bpe(100)
     tokens = SPECIALS + base
@@ -211,6 +230,8 @@ def tiny(path, want_path=None, *, arch="llama", tied=True, pre="llama-bpe", type
         put(f"blk.{i}.ffn_up.weight", p + "mlp.up_proj.weight", n(I, H), QT.Q8_0)
         put(f"blk.{i}.ffn_down.weight", p + "mlp.down_proj.weight", 0.5 * n(H, I), QT.Q4_1)
     put("output_norm.weight", "model.norm.weight", 1 + 0.1 * rng.normal(size=H))
+    if rope:
+        w.add_tensor("rope_freqs.weight", llama3_rope_factors(100000.0, D, *rope))
     if not tied:
         put("output.weight", "lm_head.weight", n(V, H), QT.F16)
     w.write_header_to_file()
@@ -308,7 +329,10 @@ def main():
                 ids = tk.encode(t, add_special_tokens=False).ids
                 assert tk.decode(ids, skip_special_tokens=False) == t
                 f.write(f"{pre}\t{t.encode().hex()}\t{','.join(map(str, ids))}\n")
-    fuzz_corpus()  # last: the fixtures above keep their random streams
+    fuzz_corpus()  # after the fixtures above: they keep their random streams
+    # Llama-3.1 rope scaling as the converter stores it (factor 8, low 1, high 32, orig 8192: two
+    # of the tiny model's 8 frequencies in the smooth band)
+    tiny(os.path.join(OUT, "tiny-llama31.gguf"), rope=(8.0, 1.0, 32.0, 8192))
 
 
 if __name__ == "__main__":

@@ -316,6 +316,65 @@ static void test_import_untied_bf16(void **state)
 	skv_checkpoint_free(b);
 }
 
+/* Llama-3.1 rope scaling stored as rope_freqs.weight comes back as config.json's rope_scaling,
+ * which gives every one of the file's divisors again; a divisor off the curve is refused. */
+static void test_import_rope_freqs(void **state)
+{
+	(void)state;
+	char out[4096], bad[4200], *msg;
+	snprintf(out, sizeof(out), "%s/llama31", tmp);
+	assert_int_equal(import("--dtype f32", fixture("tiny-llama31.gguf"), out, NULL), 0);
+	struct skv_model_config c;
+	struct skv_err err = {0};
+	if (skv_model_config_load(out, &c, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(c.rope_type, SKV_ROPE_LLAMA3);
+	assert_true(c.rope_factor == 8.0f);
+	assert_true(fabs(c.rope_low_freq_factor - 1.0) < 1e-5);
+	assert_true(fabs(c.rope_high_freq_factor - 32.0) < 1e-4);
+	assert_int_equal(c.rope_orig_max_position, 8192);
+
+	size_t len;
+	uint8_t *buf;
+	struct skv_gguf *g = parse_file(fixture("tiny-llama31.gguf"), &buf, &len);
+	const struct skv_gguf_tensor *rf = skv_gguf_find_tensor(g, "rope_freqs.weight");
+	assert_non_null(rf);
+	assert_int_equal(rf->numel, c.head_dim / 2);
+	int smooth = 0;
+	for (uint32_t i = 0; i < c.head_dim / 2; i++) {
+		float f;
+		memcpy(&f, rf->data + 4 * i, 4);
+		/* transformers' _compute_llama3_parameters, as a divisor of the frequency */
+		double wl = 2 * M_PI * pow(c.rope_theta, 2.0 * i / c.head_dim), orig = c.rope_orig_max_position, want;
+		if (wl < orig / c.rope_high_freq_factor)
+			want = 1.0;
+		else if (wl > orig / c.rope_low_freq_factor)
+			want = c.rope_factor;
+		else {
+			double sm = (orig / wl - c.rope_low_freq_factor) / (c.rope_high_freq_factor - c.rope_low_freq_factor);
+			want = 1.0 / ((1 - sm) / c.rope_factor + sm);
+			smooth++;
+		}
+		if (fabs(want - f) > 1e-5 * f)
+			fail_msg("frequency %u: the config gives divisor %.7g, the file holds %.7g", i, want, (double)f);
+	}
+	assert_int_equal(smooth, 2); /* the fewest the importer can fit */
+	/* one divisor moved off the curve (an unscaled one: two in the band always fit a line) */
+	size_t at = (size_t)(rf->data - buf);
+	float f;
+	memcpy(&f, buf + at, 4);
+	f *= 1.01f;
+	memcpy(buf + at, &f, 4);
+	snprintf(bad, sizeof(bad), "%s/bad-rope.gguf", tmp);
+	tu_write(bad, buf, len);
+	snprintf(out, sizeof(out), "%s/bad-rope", tmp);
+	assert_int_equal(import("", bad, out, &msg), 1);
+	assert_non_null(strstr(msg, "does not follow Llama-3.1's rope scaling"));
+	free(msg);
+	skv_gguf_free(g);
+	free(buf);
+}
+
 /* Each refusal names what is wrong. */
 static void test_refusals(void **state)
 {
@@ -456,6 +515,7 @@ int main(void)
 		cmocka_unit_test(test_corrupt),
 		cmocka_unit_test(test_import_tied),
 		cmocka_unit_test(test_import_untied_bf16),
+		cmocka_unit_test(test_import_rope_freqs),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_tokenizer_llama_bpe),
 		cmocka_unit_test(test_tokenizer_gpt2),

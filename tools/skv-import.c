@@ -39,6 +39,9 @@ struct hp {
 	uint32_t layers, hidden, inter, heads, kv_heads, head_dim, vocab, ctx;
 	double eps, theta;
 	bool tied;
+	/* Llama-3.1 rope scaling, recovered from rope_freqs.weight (factor 0: none) */
+	double rope_factor, rope_low, rope_high;
+	uint32_t rope_orig;
 };
 
 /* One tensor to write: the mean of its sources (one, but for a SwiftKV group's k/v), each with
@@ -131,6 +134,70 @@ static int need_u32(const struct skv_gguf *g, const char *arch, const char *suff
 	return 0;
 }
 
+/* Llama-3.1's rope scaling: llama.cpp's converter stores it as rope_freqs.weight, one divisor per
+ * frequency (1 for short wavelengths, factor for long ones, 1 / ((1 - s) / factor + s) between,
+ * s = (orig / wavelen - low) / (high - low)), not as parameters. factor is the largest divisor;
+ * s is linear in 1 / wavelen, so the entries between give low and high for an assumed orig (only
+ * the ratios orig / low and orig / high matter, so any orig gives the same rotation: 8192, the
+ * released models' value). The parameters are accepted only if they give back every entry. */
+#define ROPE_ORIG 8192
+
+static double llama3_divisor(double wavelen, double factor, double low, double high, double orig)
+{
+	if (wavelen < orig / high)
+		return 1.0;
+	if (wavelen > orig / low)
+		return factor;
+	double sm = (orig / wavelen - low) / (high - low);
+	return 1.0 / ((1.0 - sm) / factor + sm);
+}
+
+static int rope_from_freqs(const struct skv_gguf_tensor *t, struct hp *h, struct skv_err *err)
+{
+	const uint32_t half = h->head_dim / 2;
+	float f[SKV_MAX_HEAD_DIM / 2];
+	double wl[SKV_MAX_HEAD_DIM / 2], factor = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+	uint32_t n = 0;
+	if (t->n_dims != 1 || t->ne[0] != half || t->type != SKV_GGUF_F32)
+		return skv_err_set(err, -EINVAL, "tensor rope_freqs.weight must be F32 [%u] (head_dim / 2)", half);
+	skv_gguf_dequantize(t->type, t->data, f, half);
+	for (uint32_t i = 0; i < half; i++) {
+		if (!(f[i] >= 1.0f && f[i] <= 1e6f))
+			return skv_err_set(err, -EINVAL, "rope_freqs.weight[%u] is %g, outside [1, 1e6]", i, (double)f[i]);
+		factor = fmax(factor, f[i]);
+		wl[i] = 2.0 * M_PI * pow(h->theta, 2.0 * i / h->head_dim);
+	}
+	if (factor <= 1.0 + 1e-6)
+		return 0; /* no scaling */
+	for (uint32_t i = 0; i < half; i++) {
+		if (f[i] <= 1.0 + 1e-6 || f[i] >= factor * (1 - 1e-6))
+			continue;
+		double x = 1.0 / wl[i], y = (1.0 / f[i] - 1.0 / factor) / (1.0 - 1.0 / factor);
+		sx += x, sy += y, sxx += x * x, sxy += x * y, n++;
+	}
+	double det = n * sxx - sx * sx;
+	if (n < 2 || !(fabs(det) > 0))
+		return skv_err_set(err, -EOPNOTSUPP,
+				   "rope_freqs.weight: %u frequencies between the scaled and unscaled ones, at least 2 are "
+				   "needed to recover Llama-3.1's rope scaling",
+				   n);
+	double a = (n * sxy - sx * sy) / det, b = (sy - a * sx) / n; /* s = a / wavelen + b */
+	double span = ROPE_ORIG / a, low = -b * span, high = low + span;
+	if (!(a > 0) || !(low > 0) || !(high > low))
+		return skv_err_set(err, -EOPNOTSUPP, "rope_freqs.weight does not follow Llama-3.1's rope scaling");
+	for (uint32_t i = 0; i < half; i++)
+		if (fabs(llama3_divisor(wl[i], factor, low, high, ROPE_ORIG) - f[i]) > 1e-4 * f[i])
+			return skv_err_set(err, -EOPNOTSUPP,
+					   "rope_freqs.weight[%u] = %g does not follow Llama-3.1's rope scaling (factor %g, "
+					   "low %g, high %g give %g)",
+					   i, (double)f[i], factor, low, high, llama3_divisor(wl[i], factor, low, high, ROPE_ORIG));
+	h->rope_factor = factor;
+	h->rope_low = low;
+	h->rope_high = high;
+	h->rope_orig = ROPE_ORIG;
+	return 0;
+}
+
 static int read_hparams(const struct skv_gguf *g, struct hp *h, struct skv_err *err)
 {
 	struct skv_gguf_str arch;
@@ -201,7 +268,8 @@ static int read_hparams(const struct skv_gguf *g, struct hp *h, struct skv_err *
 		return skv_err_set(err, -EINVAL, "llama.vocab_size %lld differs from token_embd.weight's %u rows",
 				   (long long)v, h->vocab);
 	h->tied = !skv_gguf_find_tensor(g, "output.weight");
-	return 0;
+	const struct skv_gguf_tensor *rf = skv_gguf_find_tensor(g, "rope_freqs.weight");
+	return rf ? rope_from_freqs(rf, h, err) : 0;
 }
 
 /* Checks the GGUF tensor's shape against the Hugging Face one ([rows, cols]; rows 0 for 1-D). */
@@ -305,13 +373,13 @@ static int build_list(const struct skv_gguf *g, const struct hp *h, uint32_t L, 
 	}
 	if (!h->tied && (r = add(g, t, &n, "lm_head.weight", "output.weight", h->vocab, H, 0, used, err)) < 0)
 		return r;
+	const struct skv_gguf_tensor *rf = skv_gguf_find_tensor(g, "rope_freqs.weight");
+	if (rf) /* read into the config by read_hparams */
+		used[rf - g->tensors] = true;
 	for (size_t i = 0; i < g->n_tensors; i++)
 		if (!used[i])
-			return skv_err_set(err, -EOPNOTSUPP, "tensor %s is not part of a llama model skv-import can convert%s",
-					   g->tensors[i].name,
-					   !strcmp(g->tensors[i].name, "rope_freqs.weight")
-						   ? " (Llama-3.1 rope scaling factors are not supported yet)"
-						   : "");
+			return skv_err_set(err, -EOPNOTSUPP, "tensor %s is not part of a llama model skv-import can convert",
+					   g->tensors[i].name);
 	*ret_n = n;
 	return 0;
 }
@@ -340,8 +408,11 @@ static int write_configs(const char *dir, const struct hp *h, int64_t bos, int64
 		.tie_word_embeddings = h->tied,
 		.rms_eps = (float)h->eps,
 		.rope_theta = (float)h->theta,
-		.rope_type = SKV_ROPE_DEFAULT,
-		.rope_factor = 1.0f,
+		.rope_type = h->rope_factor > 0 ? SKV_ROPE_LLAMA3 : SKV_ROPE_DEFAULT,
+		.rope_factor = h->rope_factor > 0 ? (float)h->rope_factor : 1.0f,
+		.rope_low_freq_factor = (float)h->rope_low,
+		.rope_high_freq_factor = (float)h->rope_high,
+		.rope_orig_max_position = h->rope_orig,
 		.torch_dtype = dtype,
 		.bos_id = (int32_t)bos,
 		.n_eos = eos >= 0,
