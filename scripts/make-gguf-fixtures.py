@@ -19,7 +19,7 @@ Writes:
   tiny-untied.gguf  the same with a separate output.weight (F16) and pre "gpt2".
   tiny-smollm.gguf  tiny-llama with pre "smollm" (digits split one by one, then GPT-2's split).
   tiny-llama31.gguf tiny-llama with Llama-3.1 rope scaling, stored as the converter does
-                    (rope_freqs.weight: one divisor per frequency).
+                    (rope_freqs.weight: one divisor per frequency), and add_bos_token set.
   bad-*.gguf        files skv-import must refuse: another architecture, an unsupported type
                     (Q2_K), an unknown pre-tokenizer, a k projection of the wrong shape.
   tokenizer.txt     texts and the ids Hugging Face tokenizers gives them with a tokenizer built
@@ -166,7 +166,7 @@ def llama3_rope_factors(theta, dim, factor, low, high, orig):
 
 
 def tiny(path, want_path=None, *, arch="llama", tied=True, pre="llama-bpe", types=None, bad_k=False, keep=None,
-         rope=None):
+         rope=None, add_bos=False):
     H, I, NH, NKV, D, L = 64, 160, 4, 2, 16, 2
     base, merges = train_bpe(100)
     tokens = SPECIALS + base
@@ -193,7 +193,7 @@ def tiny(path, want_path=None, *, arch="llama", tied=True, pre="llama-bpe", type
     w.add_eos_token_id(2)
     w.add_unk_token_id(0)
     w.add_pad_token_id(2)
-    w.add_add_bos_token(False)
+    w.add_add_bos_token(add_bos)
     w.add_chat_template(CHAT)
     want = {}
 
@@ -332,7 +332,7 @@ def main():
     fuzz_corpus()  # after the fixtures above: they keep their random streams
     # Llama-3.1 rope scaling as the converter stores it (factor 8, low 1, high 32, orig 8192: two
     # of the tiny model's 8 frequencies in the smooth band)
-    tiny(os.path.join(OUT, "tiny-llama31.gguf"), rope=(8.0, 1.0, 32.0, 8192))
+    tiny(os.path.join(OUT, "tiny-llama31.gguf"), rope=(8.0, 1.0, 32.0, 8192), add_bos=True)
 
 
 if __name__ == "__main__":

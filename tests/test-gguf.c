@@ -317,7 +317,8 @@ static void test_import_untied_bf16(void **state)
 }
 
 /* Llama-3.1 rope scaling stored as rope_freqs.weight comes back as config.json's rope_scaling,
- * which gives every one of the file's divisors again; a divisor off the curve is refused. */
+ * which gives every one of the file's divisors again; a divisor off the curve is refused. The
+ * same file sets add_bos_token: the tokenizer adds BOS. */
 static void test_import_rope_freqs(void **state)
 {
 	(void)state;
@@ -333,6 +334,21 @@ static void test_import_rope_freqs(void **state)
 	assert_true(fabs(c.rope_low_freq_factor - 1.0) < 1e-5);
 	assert_true(fabs(c.rope_high_freq_factor - 32.0) < 1e-4);
 	assert_int_equal(c.rope_orig_max_position, 8192);
+
+	/* add_bos_token: the post-processor puts BOS (id 1) before the text, as tokenizers does */
+	char tf[4200], of[4200];
+	snprintf(tf, sizeof(tf), "%s/hello", tmp);
+	snprintf(of, sizeof(of), "%s/hello.ids", tmp);
+	tu_write(tf, "Hello world", 11);
+	assert_int_equal(tu_sh("'%s' encode --tokenizer '%s' <'%s' >'%s'", tu_tool("SKV_TOK"), out, tf, of), 0);
+	char *plain = tu_slurp(of, NULL);
+	assert_int_equal(tu_sh("'%s' encode --bos --tokenizer '%s' <'%s' >'%s'", tu_tool("SKV_TOK"), out, tf, of), 0);
+	char *bos = tu_slurp(of, NULL);
+	assert_true(strlen(plain) > 2);
+	assert_memory_equal(bos, "1 ", 2);
+	assert_string_equal(bos + 2, plain);
+	free(plain);
+	free(bos);
 
 	size_t len;
 	uint8_t *buf;
