@@ -428,6 +428,21 @@ static void test_refusals(void **state)
 	assert_non_null(strstr(msg, "run past the file's end"));
 	free(msg);
 	free(buf);
+
+	/* a NaN in a weight */
+	uint8_t *b2;
+	struct skv_gguf *g = parse_file(fixture("tiny-llama.gguf"), &b2, &len);
+	const struct skv_gguf_tensor *nt = skv_gguf_find_tensor(g, "output_norm.weight");
+	assert_non_null(nt);
+	memcpy(b2 + (nt->data - b2) + 4 * 5, "\x00\x00\xc0\x7f", 4);
+	snprintf(p, sizeof(p), "%s/nan.gguf", tmp);
+	snprintf(out, sizeof(out), "%s/nan", tmp);
+	tu_write(p, b2, len);
+	assert_int_equal(import("", p, out, &msg), 1);
+	assert_non_null(strstr(msg, "model.norm.weight: row 0 holds a value that is not finite"));
+	free(msg);
+	skv_gguf_free(g);
+	free(b2);
 }
 
 /* skv-tok on the imported tokenizer.json gives the ids Hugging Face tokenizers gives with a
