@@ -154,7 +154,9 @@ static int read_value(struct rd *r, struct skv_gguf_kv *kv)
 					   key, (unsigned long long)at,
 					   at == SKV_GGUF_V_ARRAY ? " (nested arrays)" : "");
 		if (n > (r->size - r->pos) / es)
-			return need(r, UINT64_MAX, key);
+			return skv_err_set(r->err, -EBADMSG,
+					   "%s: truncated: %s: %llu elements of %u bytes cannot fit in the %zu bytes left",
+					   r->name, key, (unsigned long long)n, es, r->size - r->pos);
 		kv->arr = r->p + r->pos;
 		r->pos += n * es;
 		return 0;
