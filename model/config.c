@@ -444,3 +444,112 @@ int skv_model_config_load(const char *dir, struct skv_model_config *ret, struct 
 	*ret = c;
 	return 0;
 }
+
+/* ---- writing (skv-mkmodel, skv-import) ---- */
+
+static json_object *eos_json(const struct skv_model_config *c)
+{
+	if (c->n_eos == 1)
+		return json_object_new_int(c->eos_ids[0]);
+	json_object *a = json_object_new_array();
+	for (uint32_t i = 0; i < c->n_eos; i++)
+		json_object_array_add(a, json_object_new_int(c->eos_ids[i]));
+	return a;
+}
+
+int skv_json_write(const char *dir, const char *file, json_object *o, struct skv_err *err)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	int r = json_object_to_file_ext(path, o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+							 JSON_C_TO_STRING_NOSLASHESCAPE);
+	json_object_put(o);
+	return r < 0 ? skv_err_set(err, -EIO, "%s: cannot write", path) : 0;
+}
+
+#define ADD(o, k, v) json_object_object_add(o, k, v)
+
+/* A float as Python prints it for a value read back from float: "%g" (8.0, 1e-05, 0.9), not the
+ * double expansion of the float (0.89999997615814209). */
+static json_object *num(float v)
+{
+	char s[32];
+	snprintf(s, sizeof(s), "%g", (double)v);
+	if (!strpbrk(s, ".en"))
+		strcat(s, ".0");
+	return json_object_new_double_s(v, s);
+}
+
+int skv_model_config_write(const char *dir, const struct skv_model_config *c, struct skv_err *err)
+{
+	static const char *const dtypes[] = {[SKV_DTYPE_F32] = "float32", [SKV_DTYPE_F16] = "float16",
+					     [SKV_DTYPE_BF16] = "bfloat16"};
+	json_object *o = json_object_new_object(), *arch = json_object_new_array();
+	int r;
+	if ((r = skv_model_config_validate(c, "config", err)) < 0) {
+		json_object_put(o);
+		json_object_put(arch);
+		return r;
+	}
+	json_object_array_add(arch, json_object_new_string(c->swiftkv ? "LlamaSwiftKVForCausalLM" : "LlamaForCausalLM"));
+	ADD(o, "architectures", arch);
+	ADD(o, "attention_bias", json_object_new_boolean(c->attention_bias));
+	ADD(o, "attention_dropout", json_object_new_double(0.0));
+	if (c->bos_id >= 0)
+		ADD(o, "bos_token_id", json_object_new_int(c->bos_id));
+	if (c->n_eos)
+		ADD(o, "eos_token_id", eos_json(c));
+	ADD(o, "head_dim", json_object_new_int((int)c->head_dim));
+	ADD(o, "hidden_act", json_object_new_string("silu"));
+	ADD(o, "hidden_size", json_object_new_int((int)c->hidden));
+	ADD(o, "intermediate_size", json_object_new_int((int)c->intermediate));
+	if (c->swiftkv) {
+		ADD(o, "key_value_group_size", json_object_new_int((int)c->kv_group));
+		ADD(o, "num_key_value_layers", json_object_new_int((int)c->kv_layers));
+	}
+	ADD(o, "max_position_embeddings", json_object_new_int64(c->max_position));
+	ADD(o, "mlp_bias", json_object_new_boolean(c->mlp_bias));
+	ADD(o, "model_type", json_object_new_string(c->swiftkv ? "llama_swiftkv" : "llama"));
+	ADD(o, "num_attention_heads", json_object_new_int((int)c->n_heads));
+	ADD(o, "num_hidden_layers", json_object_new_int((int)c->n_layers));
+	ADD(o, "num_key_value_heads", json_object_new_int((int)c->n_kv_heads));
+	ADD(o, "pretraining_tp", json_object_new_int(1));
+	ADD(o, "rms_norm_eps", num(c->rms_eps));
+	if (c->rope_type == SKV_ROPE_DEFAULT) {
+		ADD(o, "rope_scaling", NULL);
+	} else {
+		json_object *rs = json_object_new_object();
+		ADD(rs, "factor", num(c->rope_factor));
+		if (c->rope_type == SKV_ROPE_LLAMA3) {
+			ADD(rs, "high_freq_factor", num(c->rope_high_freq_factor));
+			ADD(rs, "low_freq_factor", num(c->rope_low_freq_factor));
+			ADD(rs, "original_max_position_embeddings", json_object_new_int((int)c->rope_orig_max_position));
+		}
+		ADD(rs, "rope_type", json_object_new_string(c->rope_type == SKV_ROPE_LLAMA3 ? "llama3" : "linear"));
+		ADD(o, "rope_scaling", rs);
+	}
+	ADD(o, "rope_theta", json_object_new_double(c->rope_theta));
+	if (c->swiftkv)
+		ADD(o, "swiftkv", json_object_new_boolean(1));
+	ADD(o, "tie_word_embeddings", json_object_new_boolean(c->tie_word_embeddings));
+	ADD(o, "torch_dtype", json_object_new_string(c->torch_dtype < SKV_ARRAY_SIZE(dtypes) && dtypes[c->torch_dtype]
+							     ? dtypes[c->torch_dtype] : "bfloat16"));
+	ADD(o, "use_cache", json_object_new_boolean(1));
+	ADD(o, "vocab_size", json_object_new_int((int)c->vocab));
+	if ((r = skv_json_write(dir, "config.json", o, err)) < 0)
+		return r;
+
+	json_object *g = json_object_new_object();
+	if (c->bos_id >= 0)
+		ADD(g, "bos_token_id", json_object_new_int(c->bos_id));
+	ADD(g, "do_sample", json_object_new_boolean(c->gen_temperature > 0.0f));
+	if (c->n_eos)
+		ADD(g, "eos_token_id", eos_json(c));
+	if (c->gen_temperature > 0.0f) {
+		ADD(g, "temperature", num(c->gen_temperature));
+		ADD(g, "top_p", num(c->gen_top_p));
+		if (c->gen_top_k > 0)
+			ADD(g, "top_k", json_object_new_int(c->gen_top_k));
+	}
+	return skv_json_write(dir, "generation_config.json", g, err);
+}

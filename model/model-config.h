@@ -86,6 +86,10 @@ int skv_model_config_validate(const struct skv_model_config *c, const char *name
 int skv_model_config_parse_generation(const char *json, size_t len, const char *name,
 				      struct skv_model_config *cfg, struct skv_err *err);
 
+/* Write DIR/config.json and DIR/generation_config.json as transformers does for a (SwiftKV)
+ * Llama, from a config that passes skv_model_config_validate (skv-mkmodel, skv-import). */
+int skv_model_config_write(const char *dir, const struct skv_model_config *c, struct skv_err *err);
+
 /* Read DIR/config.json and, if present, DIR/generation_config.json. */
 int skv_model_config_load(const char *dir, struct skv_model_config *ret, struct skv_err *err);
 
@@ -107,3 +111,7 @@ static inline bool skv_model_is_eos(const struct skv_model_config *c, int32_t id
 	return false;
 }
 
+/* Write o to DIR/FILE, indented as transformers writes its JSON files; takes o (put even on
+ * failure). */
+struct json_object;
+int skv_json_write(const char *dir, const char *file, struct json_object *o, struct skv_err *err);

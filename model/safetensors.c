@@ -2,6 +2,7 @@
 #include "safetensors.h"
 
 #include <fcntl.h>
+#include <glob.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <stdio.h>
@@ -580,5 +581,99 @@ out:
 	json_object_put(root);
 	if (r < 0 && fd >= 0)
 		unlink(path);
+	return r;
+}
+
+/* skv_st_write_sharded: consecutive tensors go into one shard until the next would take it past
+ * max_shard bytes; fill sees each tensor's index in t[]. */
+struct shard_fill {
+	skv_st_fill_fn fill;
+	void *userdata;
+	size_t first; /* index in t[] of the shard's first tensor */
+};
+
+static int shard_fill(void *userdata, size_t index, void *dst, size_t nbytes, struct skv_err *err)
+{
+	struct shard_fill *s = userdata;
+	return s->fill(s->userdata, s->first + index, dst, nbytes, err);
+}
+
+static uint64_t out_bytes(const struct skv_st_out_tensor *t)
+{
+	uint64_t b = skv_st_dtype_size(t->dtype);
+	for (uint32_t d = 0; d < t->ndim; d++)
+		b *= t->shape[d];
+	return b;
+}
+
+void skv_st_remove_checkpoint(const char *dir)
+{
+	char old[4096];
+	snprintf(old, sizeof(old), "%s/model.safetensors.index.json", dir);
+	unlink(old);
+	snprintf(old, sizeof(old), "%s/model.safetensors", dir);
+	unlink(old);
+	glob_t g;
+	snprintf(old, sizeof(old), "%s/model-[0-9]*-of-[0-9]*.safetensors", dir);
+	if (glob(old, 0, NULL, &g) == 0) {
+		for (size_t k = 0; k < g.gl_pathc; k++)
+			unlink(g.gl_pathv[k]);
+		globfree(&g);
+	}
+}
+
+int skv_st_write_sharded(const char *dir, const struct skv_st_out_tensor *t, size_t n, uint64_t max_shard,
+			 const char *metadata_json, skv_st_fill_fn fill, void *userdata, size_t *ret_shards,
+			 uint64_t *ret_bytes, struct skv_err *err)
+{
+	char path[4096];
+	size_t shards = 1;
+	uint64_t cur = 0, total = 0;
+	int r = 0;
+
+	/* an earlier checkpoint's index and shards must not outlive it (a loader prefers the index) */
+	skv_st_remove_checkpoint(dir);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t b = out_bytes(&t[i]);
+		if (cur > 0 && cur + b > max_shard) {
+			shards++;
+			cur = 0;
+		}
+		cur += b;
+		total += b;
+	}
+	json_object *wmap = json_object_new_object();
+	if (!wmap)
+		return skv_err_set(err, -ENOMEM, "out of memory");
+	size_t i = 0;
+	for (size_t s = 0; s < shards && r == 0; s++) {
+		char fname[128];
+		size_t first = i;
+		if (shards == 1)
+			snprintf(fname, sizeof(fname), "model.safetensors");
+		else
+			snprintf(fname, sizeof(fname), "model-%05zu-of-%05zu.safetensors", s + 1, shards);
+		cur = 0;
+		while (i < n && (i == first || cur + out_bytes(&t[i]) <= max_shard)) {
+			cur += out_bytes(&t[i]);
+			json_object_object_add(wmap, t[i].name, json_object_new_string(fname));
+			i++;
+		}
+		struct shard_fill sf = {.fill = fill, .userdata = userdata, .first = first};
+		snprintf(path, sizeof(path), "%s/%s", dir, fname);
+		r = skv_st_write(path, t + first, i - first, metadata_json, shard_fill, &sf, err);
+	}
+	if (r == 0 && shards > 1) {
+		json_object *index = json_object_new_object(), *meta = json_object_new_object();
+		json_object_object_add(meta, "total_size", json_object_new_int64((int64_t)total));
+		json_object_object_add(index, "metadata", meta);
+		json_object_object_add(index, "weight_map", json_object_get(wmap));
+		r = skv_json_write(dir, "model.safetensors.index.json", index, err);
+	}
+	json_object_put(wmap);
+	if (r == 0 && ret_shards)
+		*ret_shards = shards;
+	if (r == 0 && ret_bytes)
+		*ret_bytes = total;
 	return r;
 }

@@ -95,3 +95,13 @@ typedef int (*skv_st_fill_fn)(void *userdata, size_t index, void *dst, size_t nb
 int skv_st_write(const char *path, const struct skv_st_out_tensor *t, size_t n, const char *metadata_json,
 		 skv_st_fill_fn fill, void *userdata, struct skv_err *err);
 size_t skv_st_dtype_size(enum skv_st_dtype t);
+/* Writes a checkpoint's tensors into DIR as Hugging Face does: model.safetensors, or shards of at
+ * most max_shard bytes (a larger single tensor gets its own) named model-0000i-of-0000n.safetensors
+ * with model.safetensors.index.json. Any earlier model.safetensors, shards and index in DIR are
+ * removed first. fill gets each tensor's index in t[]. The shard count and the bytes of tensor
+ * data go to *ret_shards and *ret_bytes when not NULL. */
+/* Removes DIR's model.safetensors, shards and index (what skv_st_write_sharded writes). */
+void skv_st_remove_checkpoint(const char *dir);
+int skv_st_write_sharded(const char *dir, const struct skv_st_out_tensor *t, size_t n, uint64_t max_shard,
+			 const char *metadata_json, skv_st_fill_fn fill, void *userdata, size_t *ret_shards,
+			 uint64_t *ret_bytes, struct skv_err *err);

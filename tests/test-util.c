@@ -146,3 +146,49 @@ char *tu_slurp(const char *path, size_t *len)
 		*len = n;
 	return buf;
 }
+
+int tu_check_encodings(const char *tokenizer, const char *fixture, const char *pre, const char *tmpdir)
+{
+	char line[16384], tf[4096], of[4096], ef[4096];
+	FILE *f = fopen(fixture, "r");
+	int n = 0;
+	assert_non_null(f);
+	snprintf(tf, sizeof(tf), "%s/enc.text", tmpdir);
+	snprintf(of, sizeof(of), "%s/enc.ids", tmpdir);
+	snprintf(ef, sizeof(ef), "%s/enc.err", tmpdir);
+	while (fgets(line, sizeof(line), f)) {
+		char *tab1 = strchr(line, '\t'), *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL, text[8192];
+		if (!tab2)
+			fail_msg("%s: '%s' is not PRE<TAB>HEX<TAB>IDS", fixture, line);
+		*tab1 = *tab2 = 0;
+		if (strcmp(line, pre))
+			continue;
+		char *hex = tab1 + 1, *want = tab2 + 1;
+		want[strcspn(want, "\n")] = 0;
+		size_t tl = strlen(hex) / 2;
+		assert_true(tl < sizeof(text));
+		for (size_t i = 0; i < tl; i++)
+			assert_int_equal(sscanf(hex + 2 * i, "%2hhx", (unsigned char *)&text[i]), 1);
+		tu_write(tf, text, tl);
+		if (tu_sh("'%s' encode --tokenizer '%s' <'%s' >'%s' 2>'%s'", tu_tool("SKV_TOK"), tokenizer, tf, of, ef)) {
+			char *msg = tu_slurp(ef, NULL);
+			int digits = strstr(msg, "Digits") != NULL;
+			if (!digits)
+				fail_msg("skv-tok encode --tokenizer %s: %s", tokenizer, msg);
+			free(msg);
+			fclose(f);
+			return -1;
+		}
+		char *got = tu_slurp(of, NULL);
+		got[strcspn(got, "\n")] = 0;
+		for (char *c = want; *c; c++)
+			if (*c == ',')
+				*c = ' ';
+		if (strcmp(got, want))
+			fail_msg("%s: '%.*s': skv-tok gives [%s], expected [%s]", pre, (int)tl, text, got, want);
+		free(got);
+		n++;
+	}
+	fclose(f);
+	return n;
+}

@@ -28,3 +28,8 @@ float *tu_read_npy(const char *path, uint32_t *rows, uint32_t *cols);
 long tu_time_scale(void);
 /* max |a - b| / max |b| over one row */
 double tu_rel_err(const float *a, const float *b, size_t n);
+/* skv-tok encode (SKV_TOK) with TOKENIZER (a tokenizer.json or model dir) on every line of
+ * FIXTURE ("PRE<TAB>text as hex<TAB>ids,comma,separated") whose PRE is pre; fails the test on
+ * the first difference. Returns the lines checked, or -1 when the tokenizer names a Digits
+ * pre-tokenizer it cannot load (the caller skips). Scratch files go to tmpdir. */
+int tu_check_encodings(const char *tokenizer, const char *fixture, const char *pre, const char *tmpdir);

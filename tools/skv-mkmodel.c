@@ -18,8 +18,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <glob.h>
-#include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -69,8 +67,6 @@ struct job {
 	size_t n;
 	uint64_t seed;
 	enum skv_st_dtype dtype;
-	size_t *file_of; /* tensor -> shard */
-	size_t shard;	 /* being written */
 	const struct wtensor **list;
 	uint64_t total;	   /* bytes of every shard's tensors */
 	uint64_t done;	   /* of them, filled so far */
@@ -192,73 +188,41 @@ static void usage(FILE *f)
 }
 
 static int write_configs(const char *dir, const struct preset *p, uint32_t L, uint32_t G, bool swiftkv,
-			 const char *dtype, bool attn_bias, bool mlp_bias, struct skv_err *err)
+			 enum skv_dtype dtype, bool attn_bias, bool mlp_bias, struct skv_err *err)
 {
-	json_object *c = json_object_new_object(), *rs = json_object_new_object(), *eos = json_object_new_array();
-	json_object *g = json_object_new_object(), *geos = json_object_new_array();
-	uint32_t V = p->base_vocab + SKV_LLAMA3_N_SPECIAL, bos = p->base_vocab;
-	char path[4096];
-	int r = 0;
-
-	json_object *arch = json_object_new_array();
-	json_object_array_add(arch, json_object_new_string(swiftkv ? "LlamaSwiftKVForCausalLM" : "LlamaForCausalLM"));
-	json_object_object_add(c, "architectures", arch);
-	json_object_object_add(c, "attention_bias", json_object_new_boolean(attn_bias));
-	json_object_object_add(c, "attention_dropout", json_object_new_double(0.0));
-	json_object_object_add(c, "bos_token_id", json_object_new_int((int)bos));
-	json_object_array_add(eos, json_object_new_int((int)bos + 1));
-	json_object_array_add(eos, json_object_new_int((int)bos + 8));
-	json_object_array_add(eos, json_object_new_int((int)bos + 9));
-	json_object_object_add(c, "eos_token_id", eos);
-	json_object_object_add(c, "head_dim", json_object_new_int((int)p->head_dim));
-	json_object_object_add(c, "hidden_act", json_object_new_string("silu"));
-	json_object_object_add(c, "hidden_size", json_object_new_int((int)p->hidden));
-	json_object_object_add(c, "intermediate_size", json_object_new_int((int)p->inter));
-	if (swiftkv) {
-		json_object_object_add(c, "key_value_group_size", json_object_new_int((int)G));
-		json_object_object_add(c, "num_key_value_layers", json_object_new_int((int)L));
-	}
-	json_object_object_add(c, "max_position_embeddings", json_object_new_int((int)p->max_pos));
-	json_object_object_add(c, "mlp_bias", json_object_new_boolean(mlp_bias));
-	json_object_object_add(c, "model_type", json_object_new_string(swiftkv ? "llama_swiftkv" : "llama"));
-	json_object_object_add(c, "num_attention_heads", json_object_new_int((int)p->heads));
-	json_object_object_add(c, "num_hidden_layers", json_object_new_int((int)p->layers));
-	json_object_object_add(c, "num_key_value_heads", json_object_new_int((int)p->kv_heads));
-	json_object_object_add(c, "pretraining_tp", json_object_new_int(1));
-	char eps[32];
-	snprintf(eps, sizeof(eps), "%g", (double)p->eps); /* "1e-05", not the float's double expansion */
-	json_object_object_add(c, "rms_norm_eps", json_object_new_double_s(p->eps, eps));
-	json_object_object_add(rs, "factor", json_object_new_double(8.0));
-	json_object_object_add(rs, "high_freq_factor", json_object_new_double(4.0));
-	json_object_object_add(rs, "low_freq_factor", json_object_new_double(1.0));
-	json_object_object_add(rs, "original_max_position_embeddings", json_object_new_int((int)p->rope_orig));
-	json_object_object_add(rs, "rope_type", json_object_new_string("llama3"));
-	json_object_object_add(c, "rope_scaling", rs);
-	json_object_object_add(c, "rope_theta", json_object_new_double(p->theta));
-	if (swiftkv)
-		json_object_object_add(c, "swiftkv", json_object_new_boolean(1));
-	json_object_object_add(c, "tie_word_embeddings", json_object_new_boolean(p->tie));
-	json_object_object_add(c, "torch_dtype", json_object_new_string(dtype));
-	json_object_object_add(c, "use_cache", json_object_new_boolean(1));
-	json_object_object_add(c, "vocab_size", json_object_new_int((int)V));
-	snprintf(path, sizeof(path), "%s/config.json", dir);
-	if (json_object_to_file_ext(path, c, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE) < 0)
-		r = skv_err_set(err, -EIO, "%s: cannot write", path);
-
-	json_object_object_add(g, "bos_token_id", json_object_new_int((int)bos));
-	json_object_object_add(g, "do_sample", json_object_new_boolean(1));
-	json_object_array_add(geos, json_object_new_int((int)bos + 1));
-	json_object_array_add(geos, json_object_new_int((int)bos + 8));
-	json_object_array_add(geos, json_object_new_int((int)bos + 9));
-	json_object_object_add(g, "eos_token_id", geos);
-	json_object_object_add(g, "temperature", json_object_new_double(0.6));
-	json_object_object_add(g, "top_p", json_object_new_double(0.9));
-	snprintf(path, sizeof(path), "%s/generation_config.json", dir);
-	if (r == 0 && json_object_to_file_ext(path, g, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE) < 0)
-		r = skv_err_set(err, -EIO, "%s: cannot write", path);
-	json_object_put(c);
-	json_object_put(g);
-	return r;
+	int32_t bos = (int32_t)p->base_vocab;
+	struct skv_model_config c = {
+		.version = SKV_MODEL_CONFIG_VERSION,
+		.size = sizeof(c),
+		.n_layers = p->layers,
+		.hidden = p->hidden,
+		.intermediate = p->inter,
+		.n_heads = p->heads,
+		.n_kv_heads = p->kv_heads,
+		.head_dim = p->head_dim,
+		.vocab = p->base_vocab + SKV_LLAMA3_N_SPECIAL,
+		.max_position = p->max_pos,
+		.swiftkv = swiftkv,
+		.kv_layers = swiftkv ? L : p->layers,
+		.kv_group = swiftkv ? G : 1,
+		.tie_word_embeddings = p->tie,
+		.attention_bias = attn_bias,
+		.mlp_bias = mlp_bias,
+		.rms_eps = p->eps,
+		.rope_theta = p->theta,
+		.rope_type = SKV_ROPE_LLAMA3,
+		.rope_factor = 8.0f,
+		.rope_low_freq_factor = 1.0f,
+		.rope_high_freq_factor = 4.0f,
+		.rope_orig_max_position = p->rope_orig,
+		.torch_dtype = dtype,
+		.bos_id = bos,
+		.n_eos = 3,
+		.eos_ids = {bos + 1, bos + 8, bos + 9},
+		.gen_temperature = 0.6f,
+		.gen_top_p = 0.9f,
+	};
+	return skv_model_config_write(dir, &c, err);
 }
 
 int main(int argc, char **argv)
@@ -395,13 +359,13 @@ int main(int argc, char **argv)
 	if (tie >= 0)
 		p.tie = tie;
 	enum skv_st_dtype dt;
-	const char *torch_dtype;
+	enum skv_dtype torch_dtype;
 	if (!strcmp(dtype_name, "bf16"))
-		dt = SKV_ST_BF16, torch_dtype = "bfloat16";
+		dt = SKV_ST_BF16, torch_dtype = SKV_DTYPE_BF16;
 	else if (!strcmp(dtype_name, "fp16"))
-		dt = SKV_ST_F16, torch_dtype = "float16";
+		dt = SKV_ST_F16, torch_dtype = SKV_DTYPE_F16;
 	else if (!strcmp(dtype_name, "fp32"))
-		dt = SKV_ST_F32, torch_dtype = "float32";
+		dt = SKV_ST_F32, torch_dtype = SKV_DTYPE_F32;
 	else {
 		fprintf(stderr, "skv-mkmodel: --dtype must be bf16, fp16 or fp32, not '%s'\n", dtype_name);
 		return 2;
@@ -424,23 +388,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "skv-mkmodel: %s: %s%s\n", out, strerror(errno),
 			errno == EEXIST ? " (use --force to overwrite)" : "");
 		return 1;
-	}
-
-	/* --force over an earlier checkpoint: its index and shards must not outlive it (a loader
-	 * prefers the index) */
-	{
-		char old[4096];
-		snprintf(old, sizeof(old), "%s/model.safetensors.index.json", out);
-		unlink(old);
-		snprintf(old, sizeof(old), "%s/model.safetensors", out);
-		unlink(old);
-		glob_t g;
-		snprintf(old, sizeof(old), "%s/model-[0-9]*-of-[0-9]*.safetensors", out);
-		if (glob(old, 0, NULL, &g) == 0) {
-			for (size_t k = 0; k < g.gl_pathc; k++)
-				unlink(g.gl_pathv[k]);
-			globfree(&g);
-		}
 	}
 
 	/* The tensor list, in the order transformers writes a Llama. */
@@ -528,71 +475,35 @@ int main(int argc, char **argv)
 	if (!p.tie)
 		add(t, &n, "lm_head.weight", V, H, INIT_NORMAL, 1.0f / sqrtf((float)H));
 
-	/* Shards: consecutive tensors up to max_shard bytes each. */
-	_cleanup_free_ size_t *file_of = calloc(n, sizeof(size_t));
+	/* Shards: consecutive tensors up to max_shard bytes each (skv_st_write_sharded, which also
+	 * removes an earlier checkpoint's shards and index under --force). */
 	_cleanup_free_ const struct wtensor **list = calloc(n, sizeof(*list));
 	_cleanup_free_ struct skv_st_out_tensor *ot = calloc(n, sizeof(*ot));
-	if (!file_of || !list || !ot) {
+	if (!list || !ot) {
 		fprintf(stderr, "skv-mkmodel: out of memory\n");
 		return 1;
 	}
-	size_t shards = 1;
-	uint64_t cur = 0, total = 0;
 	for (size_t i = 0; i < n; i++) {
-		uint64_t b = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1) * skv_st_dtype_size(dt);
-		if (cur > 0 && cur + b > (uint64_t)max_shard) {
-			shards++;
-			cur = 0;
-		}
-		file_of[i] = shards - 1;
-		cur += b;
-		total += b;
+		list[i] = &t[i];
+		ot[i] = (struct skv_st_out_tensor){.name = t[i].name, .dtype = dt, .ndim = t[i].ndim};
+		ot[i].shape[0] = t[i].shape[0];
+		ot[i].shape[1] = t[i].shape[1];
 	}
-	struct job job = {.t = t, .n = n, .seed = (uint64_t)seed, .dtype = dt, .file_of = file_of, .list = list,
-			  .total = total, .progress = total >= SKV_MKMODEL_PROGRESS_BYTES && isatty(STDERR_FILENO),
-			  .shown_permille = -1};
-	json_object *index = json_object_new_object(), *wmap = json_object_new_object(), *meta = json_object_new_object();
-	for (size_t s = 0; s < shards; s++) {
-		char fname[128], path[4096];
-		size_t k = 0;
-		if (shards == 1)
-			snprintf(fname, sizeof(fname), "model.safetensors");
-		else
-			snprintf(fname, sizeof(fname), "model-%05zu-of-%05zu.safetensors", s + 1, shards);
-		for (size_t i = 0; i < n; i++) {
-			if (file_of[i] != s)
-				continue;
-			list[k] = &t[i];
-			ot[k] = (struct skv_st_out_tensor){.name = t[i].name, .dtype = dt, .ndim = t[i].ndim};
-			ot[k].shape[0] = t[i].shape[0];
-			ot[k].shape[1] = t[i].shape[1];
-			json_object_object_add(wmap, t[i].name, json_object_new_string(fname));
-			k++;
-		}
-		snprintf(path, sizeof(path), "%s/%s", out, fname);
-		r = skv_st_write(path, ot, k, "{\"format\":\"pt\"}", fill, &job, &err);
-		if (r < 0) {
-			fprintf(stderr, "skv-mkmodel: %s\n", err.msg);
-			json_object_put(index);
-			return 1;
-		}
+	/* bytes to write, for the progress line (skv_st_write_sharded reports the same sum) */
+	uint64_t all = 0;
+	enum skv_dtype edt = dt == SKV_ST_F32 ? SKV_DTYPE_F32 : dt == SKV_ST_F16 ? SKV_DTYPE_F16 : SKV_DTYPE_BF16;
+	for (size_t i = 0; i < n; i++)
+		all += (uint64_t)(t[i].ndim == 2 ? t[i].shape[0] * t[i].shape[1] : t[i].shape[0]) * skv_dtype_size(edt);
+	struct job job = {.t = t, .n = n, .seed = (uint64_t)seed, .dtype = dt, .list = list, .total = all,
+			  .progress = all >= SKV_MKMODEL_PROGRESS_BYTES && isatty(STDERR_FILENO), .shown_permille = -1};
+	size_t shards;
+	uint64_t total;
+	r = skv_st_write_sharded(out, ot, n, (uint64_t)max_shard, "{\"format\":\"pt\"}", fill, &job, &shards, &total,
+				 &err);
+	if (r < 0) {
+		fprintf(stderr, "skv-mkmodel: %s\n", err.msg);
+		return 1;
 	}
-	if (shards > 1) {
-		char path[4096];
-		json_object_object_add(meta, "total_size", json_object_new_int64((int64_t)total));
-		json_object_object_add(index, "metadata", meta);
-		json_object_object_add(index, "weight_map", wmap);
-		snprintf(path, sizeof(path), "%s/model.safetensors.index.json", out);
-		if (json_object_to_file_ext(path, index, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE) < 0) {
-			fprintf(stderr, "skv-mkmodel: %s: cannot write\n", path);
-			json_object_put(index);
-			return 1;
-		}
-	} else {
-		json_object_put(meta);
-		json_object_put(wmap);
-	}
-	json_object_put(index);
 
 	if ((r = write_configs(out, &p, (uint32_t)L, (uint32_t)G, swiftkv, torch_dtype, attn_bias, mlp_bias, &err)) < 0 ||
 	    (r = skv_tokenizer_write_synthetic(out, p.base_vocab, (uint64_t)seed, &err)) < 0) {
