@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "skv-json.h"
 #include "gguf.h"
 #include "safetensors.h"
 #include "skv-base.h"
