@@ -1,0 +1,469 @@
+/* test-distill.c: the distillation library (train/): every backward op against central finite
+ * differences in float64, the tiled KL against a direct computation, the student's
+ * initialisation, the whole-model gradient of the trainable tensors against finite differences on
+ * tiny skv-mkmodel models, the float model against the double one, and the refusals.
+ *
+ * Tolerances: the checks run the double instance of the ops. A central difference with step h
+ * has truncation error O(h^2 f''') and rounding error O(eps_64 |f| / h); with h = 1e-5 and O(1)
+ * values both are below 1e-9, so analytic and numeric gradients must agree to 1e-6 relative to
+ * the largest gradient component (a wrong term in a backward is off by O(1) of that). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test-util.h"
+#include "train.h"
+
+static uint64_t rng = 88172645463325252ull;
+static double urand(void) /* in [-1, 1) */
+{
+	rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+	return (double)(rng >> 11) / (double)(1ull << 52) - 1.0;
+}
+static double *rvec(size_t n)
+{
+	double *v = malloc(n * sizeof(double));
+	assert_non_null(v);
+	for (size_t i = 0; i < n; i++)
+		v[i] = urand();
+	return v;
+}
+static double *zvec(size_t n)
+{
+	double *v = calloc(n, sizeof(double));
+	assert_non_null(v);
+	return v;
+}
+
+/* The scalar every op check differentiates: sum_i c_i y_i with fixed random c. */
+static double dotp(const double *c, const double *y, size_t n)
+{
+	double s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += c[i] * y[i];
+	return s;
+}
+
+#define FD_H 1e-5
+/* Compares analytic gradient g[n] of f with respect to x[n] with central differences. */
+#define CHECK_GRAD(x, g, n, f_expr)                                                                            \
+	do {                                                                                                   \
+		double gmax_ = 1e-12, emax_ = 0;                                                               \
+		for (size_t i_ = 0; i_ < (n); i_++)                                                            \
+			gmax_ = fmax(gmax_, fabs((g)[i_]));                                                    \
+		for (size_t i_ = 0; i_ < (n); i_++) {                                                          \
+			double x0_ = (x)[i_];                                                                  \
+			(x)[i_] = x0_ + FD_H;                                                                  \
+			double fp_ = (f_expr);                                                                 \
+			(x)[i_] = x0_ - FD_H;                                                                  \
+			double fm_ = (f_expr);                                                                 \
+			(x)[i_] = x0_;                                                                         \
+			emax_ = fmax(emax_, fabs((fp_ - fm_) / (2 * FD_H) - (g)[i_]));                         \
+		}                                                                                              \
+		if (emax_ > 1e-6 * gmax_) {                                                                    \
+			print_error("%s: max error %g, max gradient %g\n", #g, emax_, gmax_);                  \
+			fail();                                                                                \
+		}                                                                                              \
+	} while (0)
+
+/* linear */
+enum { LN = 3, LIN = 5, LOUT = 4 };
+static double *lx, *lw, *lb, *lc;
+static double f_linear(void)
+{
+	double y[LN * LOUT];
+	skv_op_linear_fwd_f64(lx, lw, lb, y, LN, LIN, LOUT);
+	return dotp(lc, y, LN * LOUT);
+}
+
+static void test_linear(void **state)
+{
+	(void)state;
+	lx = rvec(LN * LIN), lw = rvec(LOUT * LIN), lb = rvec(LOUT), lc = rvec(LN * LOUT);
+	double *dx = zvec(LN * LIN), *dw = zvec(LOUT * LIN), *db = zvec(LOUT);
+	skv_op_linear_bwd_f64(lx, lw, lc, dx, dw, db, LN, LIN, LOUT);
+	CHECK_GRAD(lx, dx, LN * LIN, f_linear());
+	CHECK_GRAD(lw, dw, LOUT * LIN, f_linear());
+	CHECK_GRAD(lb, db, LOUT, f_linear());
+	free(lx), free(lw), free(lb), free(lc), free(dx), free(dw), free(db);
+}
+
+/* rmsnorm */
+enum { RN = 3, RH = 7 };
+static double *rx, *rw, *rc;
+static double f_rms(void)
+{
+	double y[RN * RH];
+	skv_op_rmsnorm_fwd_f64(rx, rw, y, NULL, RN, RH, 1e-5);
+	return dotp(rc, y, RN * RH);
+}
+
+static void test_rmsnorm(void **state)
+{
+	(void)state;
+	rx = rvec(RN * RH), rw = rvec(RH), rc = rvec(RN * RH);
+	double y[RN * RH], rinv[RN], *dx = zvec(RN * RH), *dw = zvec(RH);
+	skv_op_rmsnorm_fwd_f64(rx, rw, y, rinv, RN, RH, 1e-5);
+	skv_op_rmsnorm_bwd_f64(rx, rw, rinv, rc, dx, dw, RN, RH);
+	CHECK_GRAD(rx, dx, RN * RH, f_rms());
+	CHECK_GRAD(rw, dw, RH, f_rms());
+	free(rx), free(rw), free(rc), free(dx), free(dw);
+}
+
+/* rope: positions t % S, two heads */
+enum { PN = 6, PS = 4, PHEADS = 2, PD = 6 };
+static double *px, *pc, pinv[PD / 2] = {1.0, 0.3, 0.01};
+static double f_rope(void)
+{
+	double y[PN * PHEADS * PD];
+	memcpy(y, px, sizeof(y));
+	skv_op_rope_f64(y, PN, PHEADS, PD, pinv, PS, false);
+	return dotp(pc, y, PN * PHEADS * PD);
+}
+
+static void test_rope(void **state)
+{
+	(void)state;
+	px = rvec(PN * PHEADS * PD), pc = rvec(PN * PHEADS * PD);
+	double *dx = malloc(sizeof(double) * PN * PHEADS * PD);
+	memcpy(dx, pc, sizeof(double) * PN * PHEADS * PD);
+	skv_op_rope_f64(dx, PN, PHEADS, PD, pinv, PS, true);
+	CHECK_GRAD(px, dx, PN * PHEADS * PD, f_rope());
+	/* position 0 of each sequence is not rotated; backward undoes forward */
+	double y[PN * PHEADS * PD];
+	memcpy(y, px, sizeof(y));
+	skv_op_rope_f64(y, PN, PHEADS, PD, pinv, PS, false);
+	assert_memory_equal(y, px, sizeof(double) * PHEADS * PD);
+	assert_memory_equal(y + PS * PHEADS * PD, px + PS * PHEADS * PD, sizeof(double) * PHEADS * PD);
+	assert_true(fabs(y[PHEADS * PD] - px[PHEADS * PD]) > 1e-6);
+	skv_op_rope_f64(y, PN, PHEADS, PD, pinv, PS, true);
+	for (size_t i = 0; i < PN * PHEADS * PD; i++)
+		assert_true(fabs(y[i] - px[i]) < 1e-12);
+	free(px), free(pc), free(dx);
+}
+
+/* attention: two sequences, GQA (4 query heads on 2 KV heads) */
+enum { AB = 2, AS = 5, ANH = 4, ANKV = 2, AD = 3 };
+#define AQN (AB * AS * ANH * AD)
+#define AKN (AB * AS * ANKV * AD)
+static double *aq, *ak, *av, *ac;
+static double f_attn(void)
+{
+	double out[AQN], p[AB * ANH * AS * AS];
+	skv_op_attn_fwd_f64(aq, ak, av, out, p, AB, AS, ANH, ANKV, AD);
+	return dotp(ac, out, AQN);
+}
+
+static void test_attention(void **state)
+{
+	(void)state;
+	aq = rvec(AQN), ak = rvec(AKN), av = rvec(AKN), ac = rvec(AQN);
+	for (size_t i = 0; i < AQN; i++)
+		aq[i] *= 2; /* sharper softmax */
+	double out[AQN], p[AB * ANH * AS * AS], *dq = zvec(AQN), *dk = zvec(AKN), *dv = zvec(AKN);
+	skv_op_attn_fwd_f64(aq, ak, av, out, p, AB, AS, ANH, ANKV, AD);
+	skv_op_attn_bwd_f64(aq, ak, av, p, ac, dq, dk, dv, AB, AS, ANH, ANKV, AD);
+	CHECK_GRAD(aq, dq, AQN, f_attn());
+	CHECK_GRAD(ak, dk, AKN, f_attn());
+	CHECK_GRAD(av, dv, AKN, f_attn());
+	/* causal: the first token of each sequence attends only to itself */
+	for (int b = 0; b < AB; b++)
+		for (int h = 0; h < ANH; h++)
+			for (int e = 0; e < AD; e++)
+				assert_true(fabs(out[((b * AS) * ANH + h) * AD + e] - av[((b * AS) * ANKV + h / 2) * AD + e]) <
+					    1e-12);
+	/* the float instance computes the same thing */
+	float qf[AQN], kf[AKN], vf[AKN], of[AQN], pf[AB * ANH * AS * AS];
+	for (size_t i = 0; i < AQN; i++)
+		qf[i] = (float)aq[i];
+	for (size_t i = 0; i < AKN; i++)
+		kf[i] = (float)ak[i], vf[i] = (float)av[i];
+	skv_op_attn_fwd_f32(qf, kf, vf, of, pf, AB, AS, ANH, ANKV, AD);
+	for (size_t i = 0; i < AQN; i++)
+		assert_true(fabs(of[i] - out[i]) < 1e-5);
+	free(aq), free(ak), free(av), free(ac), free(dq), free(dk), free(dv);
+}
+
+/* swiglu */
+enum { SN = 11 };
+static double *sg, *su, *sc;
+static double f_swiglu(void)
+{
+	double h[SN];
+	skv_op_swiglu_fwd_f64(sg, su, h, SN);
+	return dotp(sc, h, SN);
+}
+
+static void test_swiglu(void **state)
+{
+	(void)state;
+	sg = rvec(SN), su = rvec(SN), sc = rvec(SN);
+	for (size_t i = 0; i < SN; i++)
+		sg[i] *= 4;
+	double *dg = zvec(SN), *du = zvec(SN);
+	skv_op_swiglu_bwd_f64(sg, su, sc, dg, du, SN);
+	CHECK_GRAD(sg, dg, SN, f_swiglu());
+	CHECK_GRAD(su, du, SN, f_swiglu());
+	free(sg), free(su), free(sc), free(dg), free(du);
+}
+
+/* KL in vocabulary tiles: rows beyond one row block (16) and a vocabulary not a multiple of the
+ * tile, so partial tiles and blocks are exercised */
+enum { KN = 19, KH = 5, KV = 37 };
+static double *khs, *kht, *kw;
+static double f_kl(void) { return skv_op_kl_f64(khs, kht, kw, KN, KH, KV, 2.0, 8, NULL, 1.0); }
+
+static double kl_direct(const double *hs, const double *ht, const double *w, double T)
+{
+	double total = 0;
+	for (int r = 0; r < KN; r++) {
+		double zs[KV], zt[KV], ms = -INFINITY, mt = -INFINITY, ss = 0, st = 0;
+		for (int v = 0; v < KV; v++) {
+			zs[v] = zt[v] = 0;
+			for (int e = 0; e < KH; e++)
+				zs[v] += hs[r * KH + e] * w[v * KH + e], zt[v] += ht[r * KH + e] * w[v * KH + e];
+			zs[v] /= T, zt[v] /= T;
+			ms = fmax(ms, zs[v]), mt = fmax(mt, zt[v]);
+		}
+		for (int v = 0; v < KV; v++)
+			ss += exp(zs[v] - ms), st += exp(zt[v] - mt);
+		for (int v = 0; v < KV; v++) {
+			double lps = zs[v] - ms - log(ss), lpt = zt[v] - mt - log(st);
+			total += exp(lpt) * (lpt - lps);
+		}
+	}
+	return T * T * total;
+}
+
+static void test_kl(void **state)
+{
+	(void)state;
+	khs = rvec(KN * KH), kht = rvec(KN * KH), kw = rvec(KV * KH);
+	for (size_t i = 0; i < KV * KH; i++)
+		kw[i] *= 5; /* logits of a few units: a peaked distribution */
+	double *dhs = zvec(KN * KH);
+	double l = skv_op_kl_f64(khs, kht, kw, KN, KH, KV, 2.0, 8, dhs, 1.0);
+	double ref = kl_direct(khs, kht, kw, 2.0);
+	assert_true(l > 0.1);
+	assert_true(fabs(l - ref) < 1e-10 * ref);
+	assert_true(fabs(skv_op_kl_f64(khs, kht, kw, KN, KH, KV, 2.0, KV, NULL, 1.0) - ref) < 1e-10 * ref);
+	CHECK_GRAD(khs, dhs, KN * KH, f_kl());
+	/* the same distribution: no divergence, no gradient */
+	double *d0 = zvec(KN * KH);
+	assert_true(fabs(skv_op_kl_f64(kht, kht, kw, KN, KH, KV, 2.0, 8, d0, 1.0)) < 1e-12);
+	for (size_t i = 0; i < KN * KH; i++)
+		assert_true(fabs(d0[i]) < 1e-12);
+	free(khs), free(kht), free(kw), free(dhs), free(d0);
+}
+
+/* ---- the whole model ---- */
+
+static const char *tiny_shape = "--preset tiny --dtype fp32 --layers 4 --hidden 16 --intermediate 24 --heads 4 "
+				"--kv-heads 2 --head-dim 4";
+
+static struct skv_checkpoint *open_model(const char *extra, char **ret_dir)
+{
+	char args[512];
+	snprintf(args, sizeof(args), "%s %s", tiny_shape, extra);
+	char *dir = tu_mkmodel(args);
+	struct skv_checkpoint *ck = NULL;
+	struct skv_err err = {0};
+	if (skv_checkpoint_open(dir, &ck, &err) < 0)
+		fail_msg("%s", err.msg);
+	*ret_dir = dir;
+	return ck;
+}
+
+static const struct skv_st_tensor *tensor(const struct skv_checkpoint *ck, const char *fmt, uint32_t i)
+{
+	char nm[128];
+	snprintf(nm, sizeof(nm), fmt, i);
+	const struct skv_st_tensor *t = skv_checkpoint_find(ck, nm);
+	assert_non_null(t);
+	return t;
+}
+
+/* q from q_proj, the owners' k/v the mean of the group's, norm_swiftkv from layer L's input norm */
+static void test_init(void **state)
+{
+	(void)state;
+	char *dir;
+	struct skv_checkpoint *ck = open_model("--attention-bias", &dir);
+	struct skv_tm_f64 *m = NULL;
+	struct skv_err err = {0};
+	assert_int_equal(skv_tm_new_f64(ck, 2, 2, &m, &err), 0);
+	const float *in2 = tensor(ck, "model.layers.%u.input_layernorm.weight", 2)->data;
+	for (int e = 0; e < 16; e++)
+		assert_true(m->norm_s[e] == in2[e]);
+	const float *q3 = tensor(ck, "model.layers.%u.self_attn.q_proj.weight", 3)->data;
+	for (int e = 0; e < 16 * 16; e++)
+		assert_true(m->wq_s[1][e] == q3[e]);
+	const float *k2 = tensor(ck, "model.layers.%u.self_attn.k_proj.weight", 2)->data;
+	const float *k3 = tensor(ck, "model.layers.%u.self_attn.k_proj.weight", 3)->data;
+	const float *bv2 = tensor(ck, "model.layers.%u.self_attn.v_proj.bias", 2)->data;
+	const float *bv3 = tensor(ck, "model.layers.%u.self_attn.v_proj.bias", 3)->data;
+	assert_int_equal(m->dm.F, 1);
+	for (int e = 0; e < 8 * 16; e++)
+		assert_true(fabs(m->wk_s[0][e] - ((double)k2[e] + k3[e]) / 2) < 1e-7);
+	for (int e = 0; e < 8; e++)
+		assert_true(fabs(m->bv_s[0][e] - ((double)bv2[e] + bv3[e]) / 2) < 1e-7);
+	skv_tm_free_f64(m);
+	skv_checkpoint_free(ck);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void perturb(double *p, size_t n, double amount)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] += amount * urand();
+}
+
+/* Whole-model gradient of every trainable parameter against central differences of the loss. */
+static void grad_check(const char *extra, uint32_t L, uint32_t G)
+{
+	char *dir;
+	struct skv_checkpoint *ck = open_model(extra, &dir);
+	struct skv_tm_f64 *m = NULL;
+	struct skv_err err = {0};
+	assert_int_equal(skv_tm_new_f64(ck, L, G, &m, &err), 0);
+	int32_t tok[2 * 6];
+	for (int i = 0; i < 12; i++)
+		tok[i] = (int32_t)((i * 97 + 13) % m->dm.V);
+	double loss;
+	/* at the initialisation with G = 1 only the SwiftKV path differs; make the student clearly
+	 * different so the gradient is far from zero */
+	perturb(m->param, m->n_param, 0.3);
+	assert_int_equal(skv_tm_loss_f64(m, tok, 2, 6, 2.0, true, &loss), 0);
+	assert_true(loss > 1e-4);
+	double *g = malloc(sizeof(double) * m->n_param);
+	memcpy(g, m->grad, sizeof(double) * m->n_param);
+	double gmax = 0, emax = 0;
+	for (size_t i = 0; i < m->n_param; i++)
+		gmax = fmax(gmax, fabs(g[i]));
+	for (size_t i = 0; i < m->n_param; i++) {
+		double x0 = m->param[i], lp, lm;
+		m->param[i] = x0 + FD_H;
+		skv_tm_loss_f64(m, tok, 2, 6, 2.0, false, &lp);
+		m->param[i] = x0 - FD_H;
+		skv_tm_loss_f64(m, tok, 2, 6, 2.0, false, &lm);
+		m->param[i] = x0;
+		emax = fmax(emax, fabs((lp - lm) / (2 * FD_H) - g[i]));
+	}
+	print_message("L=%u G=%u %s: %zu parameters, loss %g, max gradient %g, max error %g\n", L, G, extra, m->n_param,
+		      loss, gmax, emax);
+	assert_true(gmax > 1e-4);
+	assert_true(emax <= 1e-6 * gmax);
+
+	/* the float model agrees with the double one (float rounding through a few layers) */
+	struct skv_tm_f32 *mf = NULL;
+	assert_int_equal(skv_tm_new_f32(ck, L, G, &mf, &err), 0);
+	for (size_t i = 0; i < m->n_param; i++)
+		mf->param[i] = (float)m->param[i];
+	double lf;
+	assert_int_equal(skv_tm_loss_f32(mf, tok, 2, 6, 2.0, true, &lf), 0);
+	assert_true(fabs(lf - loss) < 1e-4 * loss + 1e-6);
+	double ge = 0;
+	for (size_t i = 0; i < m->n_param; i++)
+		ge = fmax(ge, fabs(mf->grad[i] - g[i]));
+	assert_true(ge < 1e-3 * gmax);
+	skv_tm_free_f32(mf);
+	free(g);
+	skv_tm_free_f64(m);
+	skv_checkpoint_free(ck);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_grad_g1(void **state)
+{
+	(void)state;
+	grad_check("", 2, 1);
+}
+
+static void test_grad_g2_bias(void **state)
+{
+	(void)state;
+	grad_check("--attention-bias --mlp-bias", 2, 2);
+}
+
+static void test_grad_l1_g3_tied(void **state)
+{
+	(void)state;
+	grad_check("--tie", 1, 3);
+}
+
+/* The student at its initialisation with G = 1 is not the teacher (its K/V come from the stream
+ * leaving layer L-1, not from each later layer's input), and a token outside the vocabulary is
+ * refused. */
+static void test_logits(void **state)
+{
+	(void)state;
+	char *dir;
+	struct skv_checkpoint *ck = open_model("", &dir);
+	struct skv_tm_f64 *m = NULL;
+	struct skv_err err = {0};
+	assert_int_equal(skv_tm_new_f64(ck, 2, 1, &m, &err), 0);
+	int32_t tok[8] = {5, 17, 300, 2, 9, 1000, 44, 7};
+	size_t V = m->dm.V;
+	double *lt = malloc(sizeof(double) * 8 * V), *ls = malloc(sizeof(double) * 8 * V);
+	assert_int_equal(skv_tm_logits_f64(m, tok, 1, 8, false, lt), 0);
+	assert_int_equal(skv_tm_logits_f64(m, tok, 1, 8, true, ls), 0);
+	double diff = 0;
+	for (size_t i = 0; i < 8 * V; i++)
+		diff = fmax(diff, fabs(lt[i] - ls[i]));
+	assert_true(diff > 1e-6);
+	int32_t bad[2] = {1, (int32_t)V};
+	double loss;
+	assert_int_equal(skv_tm_loss_f64(m, bad, 1, 2, 2.0, false, &loss), -EINVAL);
+	free(lt), free(ls);
+	skv_tm_free_f64(m);
+	skv_checkpoint_free(ck);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_refusals(void **state)
+{
+	(void)state;
+	struct skv_model_config c = {.n_layers = 8, .head_dim = 4};
+	struct skv_err err = {0};
+	assert_int_equal(skv_tm_check(&c, 0, 1, &err), -ERANGE);
+	assert_non_null(strstr(err.msg, "--swiftkv-layers 0: must be in 1..7"));
+	assert_int_equal(skv_tm_check(&c, 8, 1, &err), -ERANGE);
+	assert_int_equal(skv_tm_check(&c, 4, 5, &err), -ERANGE);
+	assert_non_null(strstr(err.msg, "--group 5: must be in 1..4"));
+	assert_int_equal(skv_tm_check(&c, 5, 2, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "must divide N - L = 8 - 5 = 3"));
+	assert_int_equal(skv_tm_check(&c, 4, 4, &err), 0);
+	c.swiftkv = 1, c.kv_layers = 4;
+	assert_int_equal(skv_tm_check(&c, 4, 1, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "already a SwiftKV checkpoint"));
+}
+
+static void test_schedule(void **state)
+{
+	(void)state;
+	/* 100 steps: 5 of warm-up reaching lr, then down to lr / 95 at the last step */
+	assert_true(fabs(skv_lr_at(0, 100, 1.0) - 0.2) < 1e-12);
+	assert_true(fabs(skv_lr_at(4, 100, 1.0) - 1.0) < 1e-12);
+	assert_true(fabs(skv_lr_at(5, 100, 1.0) - 1.0) < 1e-12);
+	assert_true(fabs(skv_lr_at(99, 100, 1.0) - 1.0 / 95) < 1e-12);
+	/* AdamW's first step moves each parameter by lr against its gradient's sign */
+	float p[2] = {1, 1}, g[2] = {0.5f, -3}, m[2] = {0}, v[2] = {0};
+	skv_adamw_step(p, g, m, v, 2, 1, 0.01, 0.9, 0.999, 1e-8);
+	assert_true(fabsf(p[0] - 0.99f) < 1e-6f && fabsf(p[1] - 1.01f) < 1e-6f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_linear),	    cmocka_unit_test(test_rmsnorm),	  cmocka_unit_test(test_rope),
+		cmocka_unit_test(test_attention),   cmocka_unit_test(test_swiglu),	  cmocka_unit_test(test_kl),
+		cmocka_unit_test(test_init),	    cmocka_unit_test(test_grad_g1),	  cmocka_unit_test(test_grad_g2_bias),
+		cmocka_unit_test(test_grad_l1_g3_tied), cmocka_unit_test(test_logits), cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_schedule),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
