@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "test-util.h"
 #include "train.h"
@@ -456,6 +457,224 @@ static void test_schedule(void **state)
 	assert_true(fabsf(p[0] - 0.99f) < 1e-6f && fabsf(p[1] - 1.01f) < 1e-6f);
 }
 
+/* ---- skv-distill ---- */
+
+/* Runs skv-distill with ARGS (stderr into DIR/err.txt); returns its exit status. */
+static int distill(const char *dir, const char *args)
+{
+	return tu_sh("'%s' %s >/dev/null 2>'%s/err.txt'", tu_tool("SKV_DISTILL"), args, dir);
+}
+
+static void assert_err_has(const char *dir, const char *what)
+{
+	char p[4096];
+	snprintf(p, sizeof(p), "%s/err.txt", dir);
+	char *t = tu_slurp(p, NULL);
+	if (!strstr(t, what))
+		fail_msg("skv-distill's error '%s' does not say '%s'", t, what);
+	free(t);
+}
+
+/* Logits of the last of ids (comma-separated) from skv-run, [V]. */
+static float *run_logits(const char *model, const char *swiftkv, const char *ids, const char *npy, uint32_t *V)
+{
+	uint32_t rows;
+	assert_int_equal(tu_sh("'%s' --model '%s' --swiftkv %s --prompt-ids %s --max-tokens 1 --ignore-eos --threads 1 "
+			       "--logits-out '%s' >/dev/null",
+			       tu_tool("SKV_RUN"), model, swiftkv, ids, npy),
+			 0);
+	float *l = tu_read_npy(npy, &rows, V);
+	assert_int_equal(rows, 1);
+	return l;
+}
+
+/* The student's parameters as written in OUT, into m->param. */
+static void load_student(struct skv_tm_f32 *m, const char *out)
+{
+	struct skv_checkpoint *ck = NULL;
+	struct skv_err err = {0};
+	struct skv_tm_tensor *t;
+	size_t n;
+	if (skv_checkpoint_open(out, &ck, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(ck->config.swiftkv, 1);
+	assert_int_equal(skv_tm_tensors(&m->dm, &t, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		const struct skv_st_tensor *st = skv_checkpoint_find(ck, t[i].name);
+		enum skv_dtype dt;
+		assert_non_null(st);
+		assert_int_equal(st->numel, t[i].numel);
+		assert_int_equal(skv_st_dtype_to_skv(st->dtype, &dt), 0);
+		for (size_t e = 0; e < t[i].numel; e++)
+			m->param[t[i].offset + e] = skv_load_f32(st->data, dt, e);
+	}
+	free(t);
+	skv_checkpoint_free(ck);
+}
+
+static const int32_t probe[] = {1024, 17, 300, 2, 9, 1000, 44, 7, 512, 3};
+static const char *probe_ids = "1024,17,300,2,9,1000,44,7,512,3";
+
+/* skv-run's SwiftKV forward of OUT equals the trainer's student forward with OUT's parameters
+ * (float, bf16 weights in both: summation order only). */
+static void check_served_student(const char *teacher_dir, const char *out, uint32_t L, uint32_t G, const char *tmp)
+{
+	struct skv_checkpoint *ck = NULL;
+	struct skv_tm_f32 *m = NULL;
+	struct skv_err err = {0};
+	char npy[4096];
+	uint32_t V;
+	assert_int_equal(skv_checkpoint_open(teacher_dir, &ck, &err), 0);
+	assert_int_equal(skv_tm_new_f32(ck, L, G, &m, &err), 0);
+	load_student(m, out);
+	const uint32_t n = SKV_ARRAY_SIZE(probe);
+	float *mine = malloc(sizeof(float) * n * m->dm.V);
+	assert_int_equal(skv_tm_logits_f32(m, probe, 1, n, true, mine), 0);
+	snprintf(npy, sizeof(npy), "%s/s.npy", tmp);
+	float *served = run_logits(out, "on", probe_ids, npy, &V);
+	assert_int_equal(V, m->dm.V);
+	double e = tu_rel_err(served, mine + (size_t)(n - 1) * V, V);
+	print_message("served SwiftKV logits vs the trainer's student: relative error %g\n", e);
+	assert_true(e < 1e-4);
+	/* and the teacher path of the trainer equals the served original model */
+	assert_int_equal(skv_tm_logits_f32(m, probe, 1, n, false, mine), 0);
+	float *orig = run_logits(out, "off", probe_ids, npy, &V);
+	assert_true(tu_rel_err(orig, mine + (size_t)(n - 1) * V, V) < 1e-4);
+	free(orig);
+	free(served);
+	free(mine);
+	skv_tm_free_f32(m);
+	skv_checkpoint_free(ck);
+}
+
+static void test_tool_steps0(void **state)
+{
+	(void)state;
+	char *teacher = tu_mkmodel("--preset tiny"), *tmp = tu_tmpdir(), out[2048], args[8192], npy[4096];
+	snprintf(out, sizeof(out), "%s/student", tmp);
+	snprintf(args, sizeof(args), "--teacher '%s' --out '%s' --swiftkv-layers 2 --steps 0 --seq-len 64 --data '%s/model/corpus/prose-en.txt'",
+		 teacher, out, getenv("SKV_SRCDIR"));
+	assert_int_equal(distill(tmp, args), 0);
+
+	/* config: llama_swiftkv with Snowflake's keys */
+	struct skv_checkpoint *t = NULL, *s = NULL;
+	struct skv_err err = {0};
+	assert_int_equal(skv_checkpoint_open(teacher, &t, &err), 0);
+	if (skv_checkpoint_open(out, &s, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(s->config.swiftkv, 1);
+	assert_int_equal(s->config.kv_layers, 2);
+	assert_int_equal(s->config.kv_group, 1);
+	snprintf(npy, sizeof(npy), "%s/config.json", out);
+	char *cfg = tu_slurp(npy, NULL);
+	assert_non_null(strstr(cfg, "\"swiftkv\": true"));
+	assert_non_null(strstr(cfg, "\"LlamaSwiftKVForCausalLM\""));
+	free(cfg);
+	/* every teacher tensor byte-identical, the new ones added (1 + 2 q + 2 k + 2 v) */
+	for (size_t i = 0; i < t->n_tensors; i++) {
+		const struct skv_st_tensor *a = t->sorted[i], *b = skv_checkpoint_find(s, a->name);
+		assert_non_null(b);
+		assert_int_equal(a->dtype, b->dtype);
+		assert_int_equal(a->end - a->begin, b->end - b->begin);
+		assert_memory_equal(a->data, b->data, a->end - a->begin);
+	}
+	assert_int_equal(s->n_tensors, t->n_tensors + 7);
+	/* q_proj_swiftkv starts as q_proj, bit for bit (bf16 -> float -> bf16) */
+	const struct skv_st_tensor *q = skv_checkpoint_find(t, "model.layers.3.self_attn.q_proj.weight"),
+				   *qs = skv_checkpoint_find(s, "model.layers.3.self_attn.q_proj_swiftkv.weight");
+	assert_non_null(qs);
+	assert_memory_equal(q->data, qs->data, q->end - q->begin);
+	skv_checkpoint_free(t);
+	skv_checkpoint_free(s);
+
+	/* served with SwiftKV off, the output is the teacher, exactly */
+	uint32_t V1, V2;
+	snprintf(npy, sizeof(npy), "%s/t.npy", tmp);
+	float *lt = run_logits(teacher, "off", probe_ids, npy, &V1);
+	float *lo = run_logits(out, "off", probe_ids, npy, &V2);
+	assert_int_equal(V1, V2);
+	assert_memory_equal(lt, lo, sizeof(float) * V1);
+	/* with SwiftKV on, it differs (only the SwiftKV path), and equals the trainer's student */
+	float *ls = run_logits(out, "on", probe_ids, npy, &V2);
+	assert_true(tu_rel_err(ls, lt, V1) > 1e-4);
+	check_served_student(teacher, out, 2, 1, tmp);
+	free(lt), free(lo), free(ls);
+	tu_rmdir(tmp), tu_rmdir(teacher);
+	free(tmp), free(teacher);
+}
+
+static void test_tool_refusals(void **state)
+{
+	(void)state;
+	char *teacher = tu_mkmodel("--preset tiny"), *skv = tu_mkmodel("--preset tiny --swiftkv-layers 2");
+	char *tmp = tu_tmpdir(), args[8192], small[4096];
+	const char *src = getenv("SKV_SRCDIR");
+	snprintf(small, sizeof(small), "%s/small.txt", tmp);
+	tu_writef(small, "a few words");
+	struct {
+		const char *model, *opts, *data, *says;
+	} cases[] = {
+		{skv, "--swiftkv-layers 2", NULL, "already a SwiftKV checkpoint"},
+		{teacher, "--swiftkv-layers 4", NULL, "--swiftkv-layers 4: must be in 1..3"},
+		{teacher, "--swiftkv-layers 1 --group 2", NULL, "--group 2: must divide N - L = 4 - 1 = 3"},
+		{teacher, "--swiftkv-layers 2 --group 3", NULL, "--group 3: must be in 1..2"},
+		{teacher, "--swiftkv-layers 2 --seq-len 64", small, "shorter than one sequence of --seq-len 64"},
+		{teacher, "--swiftkv-layers 2 --seq-len 64 --batch-tokens 100", NULL, "must be a multiple of --seq-len 64"},
+	};
+	for (size_t i = 0; i < SKV_ARRAY_SIZE(cases); i++) {
+		char data[4096];
+		if (cases[i].data)
+			snprintf(data, sizeof(data), "%s", cases[i].data);
+		else
+			snprintf(data, sizeof(data), "%s/model/corpus/prose-en.txt", src);
+		snprintf(args, sizeof(args), "--teacher '%s' --out '%s/o%zu' %s --data '%s'", cases[i].model, tmp, i,
+			 cases[i].opts, data);
+		assert_int_equal(distill(tmp, args), 1);
+		assert_err_has(tmp, cases[i].says);
+		/* nothing written */
+		snprintf(data, sizeof(data), "%s/o%zu", tmp, i);
+		assert_int_not_equal(access(data, F_OK), 0);
+	}
+	tu_rmdir(tmp), tu_rmdir(teacher), tu_rmdir(skv);
+	free(tmp), free(teacher), free(skv);
+}
+
+/* A short run on a tiny model: the KL on fresh batches (one pass, so every batch is new data)
+ * falls, and the written student is what the trainer trained (served logits equal its forward). */
+static void test_tool_kl_falls(void **state)
+{
+	(void)state;
+	char *teacher = tu_mkmodel("--preset tiny"), *tmp = tu_tmpdir(), out[2048], args[8192], p[4096];
+	snprintf(out, sizeof(out), "%s/student", tmp);
+	snprintf(args, sizeof(args),
+		 "--teacher '%s' --out '%s' --swiftkv-layers 2 --steps 40 --seq-len 32 --batch-tokens 128 --lr 5e-3 "
+		 "--data '%s/model/corpus/prose-en.txt'",
+		 teacher, out, getenv("SKV_SRCDIR"));
+	assert_int_equal(distill(tmp, args), 0);
+	snprintf(p, sizeof(p), "%s/distill-log.jsonl", out);
+	char *log = tu_slurp(p, NULL), *line = log;
+	double loss[40];
+	int n = 0;
+	for (; n < 40 && line && *line; n++) {
+		int step;
+		assert_int_equal(sscanf(line, "{\"step\":%d,\"loss\":%lf", &step, &loss[n]), 2);
+		assert_int_equal(step, n + 1);
+		line = strchr(line, '\n');
+		line = line ? line + 1 : NULL;
+	}
+	assert_int_equal(n, 40);
+	double first = 0, last = 0;
+	for (int i = 0; i < 5; i++)
+		first += loss[i] / 5, last += loss[35 + i] / 5;
+	print_message("KL (T^2-scaled): first 5 steps %g, last 5 steps %g\n", first, last);
+	assert_true(first > 0);
+	assert_true(last < 0.8 * first);
+	free(log);
+	check_served_student(teacher, out, 2, 1, tmp);
+	tu_rmdir(tmp), tu_rmdir(teacher);
+	free(tmp), free(teacher);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -464,6 +683,8 @@ int main(void)
 		cmocka_unit_test(test_init),	    cmocka_unit_test(test_grad_g1),	  cmocka_unit_test(test_grad_g2_bias),
 		cmocka_unit_test(test_grad_l1_g3_tied), cmocka_unit_test(test_logits), cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_schedule),
+		cmocka_unit_test(test_tool_steps0), cmocka_unit_test(test_tool_refusals),
+		cmocka_unit_test(test_tool_kl_falls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

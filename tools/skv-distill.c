@@ -1,0 +1,374 @@
+/* skv-distill: makes a SwiftKV model of a plain Llama checkpoint by knowledge-preserving
+ * distillation (docs/distill.md, docs/swiftkv.md section 5).
+ *
+ *   skv-distill --teacher DIR --out DIR --swiftkv-layers L [--group G] --data FILE [--data FILE...]
+ *               [--steps N] [--seq-len N] [--batch-tokens N] [--lr X] [--temperature T] [--seed S]
+ *               [--backend cpu] [--force]
+ *
+ * The data (plain UTF-8 text) is tokenized with the teacher's tokenizer (BOS in front of each
+ * file), concatenated and cut into sequences of --seq-len tokens, which a seeded shuffle orders;
+ * each step takes --batch-tokens / --seq-len of them. By default one pass over the data. --steps 0
+ * writes the initialised, undistilled student. The output is a llama_swiftkv checkpoint
+ * (train.h: skv_tm_write_student) plus OUT/distill-log.jsonl, one JSON object per step.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "skv-version.h"
+#include "tokenizer.h"
+#include "train.h"
+
+#define MAX_DATA_FILES 256
+#define MAX_DATA_BYTES (1ull << 30)
+
+static void usage(FILE *f)
+{
+	fputs("usage: skv-distill --teacher DIR --out DIR --swiftkv-layers L --data FILE [options]\n"
+	      "  --teacher DIR          the plain Llama checkpoint to distil (teacher and student's start)\n"
+	      "  --out DIR              where the llama_swiftkv checkpoint goes (created)\n"
+	      "  --swiftkv-layers L     num_key_value_layers: layers every prompt token runs (1..N-1)\n"
+	      "  --group G              key_value_group_size (AcrossKV), default 1; G must divide N - L\n"
+	      "  --data FILE            UTF-8 text to distil on (repeat for more files)\n"
+	      "  --steps N              optimizer steps (default: one pass over the data; 0 writes the\n"
+	      "                         initialised student)\n"
+	      "  --seq-len N            tokens per sequence (default min(1024, max_position_embeddings))\n"
+	      "  --batch-tokens N       tokens per step, a multiple of --seq-len (default 8 sequences)\n"
+	      "  --lr X                 peak learning rate (default 2e-4; 5% warm-up, linear decay)\n"
+	      "  --temperature T        softmax temperature of the KL loss (default 2)\n"
+	      "  --seed S               shuffle seed (default 0)\n"
+	      "  --backend cpu          the only backend so far\n"
+	      "  --force                write into an existing OUT\n"
+	      "  --version, --help      this program's version, this text\n",
+	      f);
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t x = (*s += 0x9e3779b97f4a7c15ull);
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* Every file tokenized and concatenated into *ret (BOS in front of each file). */
+static int read_data(const struct skv_tokenizer *tok, uint32_t vocab, char **files, size_t n_files, int32_t **ret,
+		     size_t *ret_n, struct skv_err *err)
+{
+	int32_t *all = NULL;
+	size_t n = 0;
+	for (size_t f = 0; f < n_files; f++) {
+		_cleanup_free_ char *text = NULL;
+		_cleanup_free_ int32_t *ids = NULL;
+		size_t len;
+		int r = skv_read_file(files[f], MAX_DATA_BYTES, &text, &len, err);
+		if (r < 0) {
+			free(all);
+			return r;
+		}
+		ssize_t k = skv_tokenizer_encode_alloc(tok, text, len, SKV_TOKENIZER_ADD_SPECIAL | SKV_TOKENIZER_SPECIAL_AS_TEXT,
+						       &ids, err);
+		if (k < 0) {
+			free(all);
+			return skv_err_prefix(err, (int)k, "--data %s: ", files[f]);
+		}
+		for (ssize_t i = 0; i < k; i++)
+			if ((uint32_t)ids[i] >= vocab) {
+				free(all);
+				return skv_err_set(err, -EINVAL,
+						   "--data %s: token id %d is outside the model's vocabulary (vocab_size %u): "
+						   "the tokenizer does not belong to this model",
+						   files[f], ids[i], vocab);
+			}
+		int32_t *p = realloc(all, (n + (size_t)k) * sizeof(*all));
+		if (!p) {
+			free(all);
+			return skv_err_set(err, -ENOMEM, "out of memory");
+		}
+		all = p;
+		memcpy(all + n, ids, (size_t)k * sizeof(*all));
+		n += (size_t)k;
+	}
+	*ret = all;
+	*ret_n = n;
+	return 0;
+}
+
+static void fmt_eta(char *buf, size_t cap, double s)
+{
+	long t = (long)(s + 0.5);
+	snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_TEACHER = 256, O_OUT, O_L, O_G, O_DATA, O_STEPS, O_SEQ, O_BATCH, O_LR, O_TEMP, O_SEED, O_BACKEND,
+	       O_FORCE, O_VERSION };
+	static const struct option opts[] = {
+		{"teacher", required_argument, NULL, O_TEACHER},
+		{"out", required_argument, NULL, O_OUT},
+		{"swiftkv-layers", required_argument, NULL, O_L},
+		{"group", required_argument, NULL, O_G},
+		{"data", required_argument, NULL, O_DATA},
+		{"steps", required_argument, NULL, O_STEPS},
+		{"seq-len", required_argument, NULL, O_SEQ},
+		{"batch-tokens", required_argument, NULL, O_BATCH},
+		{"lr", required_argument, NULL, O_LR},
+		{"temperature", required_argument, NULL, O_TEMP},
+		{"seed", required_argument, NULL, O_SEED},
+		{"backend", required_argument, NULL, O_BACKEND},
+		{"force", no_argument, NULL, O_FORCE},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, O_VERSION},
+		{0},
+	};
+	const char *teacher = NULL, *out = NULL;
+	char *data[MAX_DATA_FILES];
+	size_t n_data = 0;
+	int64_t L = 0, G = 1, steps = -1, seq = 0, batch = 0, seed = 0;
+	double lr = 2e-4, temp = 2.0;
+	bool force = false;
+	struct skv_err err = {0};
+	int c, li = 0;
+
+	while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+		int pr = 0;
+		char *end;
+		switch (c) {
+		case O_TEACHER:
+			teacher = optarg;
+			break;
+		case O_OUT:
+			out = optarg;
+			break;
+		case O_L:
+			pr = skv_parse_i64(optarg, 1, SKV_MAX_LAYERS, &L);
+			break;
+		case O_G:
+			pr = skv_parse_i64(optarg, 1, SKV_MAX_LAYERS, &G);
+			break;
+		case O_DATA:
+			if (n_data == MAX_DATA_FILES) {
+				fprintf(stderr, "skv-distill: --data: at most %d files\n", MAX_DATA_FILES);
+				return 2;
+			}
+			data[n_data++] = optarg;
+			break;
+		case O_STEPS:
+			pr = skv_parse_i64(optarg, 0, INT32_MAX, &steps);
+			break;
+		case O_SEQ:
+			pr = skv_parse_i64(optarg, 2, 1 << 20, &seq);
+			break;
+		case O_BATCH:
+			pr = skv_parse_i64(optarg, 2, 1 << 24, &batch);
+			break;
+		case O_LR:
+		case O_TEMP: {
+			errno = 0;
+			double v = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(v > 0) || !isfinite(v) || (c == O_TEMP && v > 100) ||
+			    (c == O_LR && v > 1))
+				pr = -EINVAL;
+			else if (c == O_LR)
+				lr = v;
+			else
+				temp = v;
+			break;
+		}
+		case O_SEED:
+			pr = skv_parse_i64(optarg, 0, INT64_MAX, &seed);
+			break;
+		case O_BACKEND:
+			if (strcmp(optarg, "cpu") != 0) {
+				fprintf(stderr, "skv-distill: --backend %s: only cpu is built so far\n", optarg);
+				return 2;
+			}
+			break;
+		case O_FORCE:
+			force = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case O_VERSION:
+			skv_version_print("skv-distill");
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+		if (pr < 0) {
+			fprintf(stderr, "skv-distill: --%s: invalid value '%s'%s\n", opts[li].name, optarg,
+				c == O_LR ? " (a number in (0, 1])" : c == O_TEMP ? " (a number in (0, 100])" : "");
+			return 2;
+		}
+	}
+	if (!teacher || !out || !L || !n_data || optind != argc) {
+		fprintf(stderr, "skv-distill: need --teacher, --out, --swiftkv-layers and at least one --data\n");
+		usage(stderr);
+		return 2;
+	}
+
+	struct skv_checkpoint *ck = NULL;
+	if (skv_checkpoint_open(teacher, &ck, &err) < 0) {
+		fprintf(stderr, "skv-distill: --teacher: %s\n", err.msg);
+		return 1;
+	}
+	const struct skv_model_config *cfg = &ck->config;
+	int rc = 1;
+	_cleanup_free_ int32_t *tokens = NULL;
+	struct skv_tokenizer *tok = NULL;
+	struct skv_tm_f32 *m = NULL;
+	float *mom = NULL, *vel = NULL;
+	FILE *log = NULL;
+	_cleanup_free_ uint32_t *order = NULL;
+	_cleanup_free_ int32_t *batch_tok = NULL;
+
+	if (skv_tm_check(cfg, (uint32_t)L, (uint32_t)G, &err) < 0) {
+		fprintf(stderr, "skv-distill: %s: %s\n", teacher, err.msg);
+		goto done;
+	}
+	if (!seq)
+		seq = SKV_MIN(1024, cfg->max_position);
+	if (seq > cfg->max_position) {
+		fprintf(stderr, "skv-distill: --seq-len %lld: above max_position_embeddings %u\n", (long long)seq,
+			cfg->max_position);
+		goto done;
+	}
+	if (!batch)
+		batch = 8 * seq;
+	if (batch % seq) {
+		fprintf(stderr, "skv-distill: --batch-tokens %lld: must be a multiple of --seq-len %lld\n", (long long)batch,
+			(long long)seq);
+		goto done;
+	}
+	const uint32_t S = (uint32_t)seq, B = (uint32_t)(batch / seq);
+
+	if (skv_tokenizer_load(teacher, &tok, &err) < 0) {
+		fprintf(stderr, "skv-distill: %s\n", err.msg);
+		goto done;
+	}
+	if (skv_tokenizer_n_ids(tok) > cfg->vocab) {
+		fprintf(stderr, "skv-distill: %s: the tokenizer has %u ids, more than the model's vocab_size %u\n", teacher,
+			skv_tokenizer_n_ids(tok), cfg->vocab);
+		goto done;
+	}
+	size_t n_tok = 0;
+	if (read_data(tok, cfg->vocab, data, n_data, &tokens, &n_tok, &err) < 0) {
+		fprintf(stderr, "skv-distill: %s\n", err.msg);
+		goto done;
+	}
+	const size_t n_seq = n_tok / S;
+	if (n_seq == 0) {
+		fprintf(stderr, "skv-distill: --data: %zu tokens in all, shorter than one sequence of --seq-len %u\n", n_tok,
+			S);
+		goto done;
+	}
+	if (steps < 0)
+		steps = (int64_t)SKV_MAX(1, n_seq / B);
+
+	if (mkdir(out, 0755) < 0 && !(errno == EEXIST && force)) {
+		fprintf(stderr, "skv-distill: --out %s: %s%s\n", out, strerror(errno),
+			errno == EEXIST ? " (use --force to write into it)" : "");
+		goto done;
+	}
+	if (skv_tm_new_f32(ck, (uint32_t)L, (uint32_t)G, &m, &err) < 0) {
+		fprintf(stderr, "skv-distill: %s\n", err.msg);
+		goto done;
+	}
+
+	/* sequence order: a seeded Fisher-Yates shuffle */
+	order = malloc(n_seq * sizeof(*order));
+	batch_tok = malloc((size_t)B * S * sizeof(*batch_tok));
+	mom = calloc(m->n_param, sizeof(float));
+	vel = calloc(m->n_param, sizeof(float));
+	if (!order || !batch_tok || !mom || !vel) {
+		fprintf(stderr, "skv-distill: out of memory\n");
+		goto done;
+	}
+	uint64_t rs = (uint64_t)seed;
+	for (size_t i = 0; i < n_seq; i++)
+		order[i] = (uint32_t)i;
+	for (size_t i = n_seq; i > 1; i--) {
+		size_t j = splitmix64(&rs) % i;
+		uint32_t t = order[i - 1];
+		order[i - 1] = order[j];
+		order[j] = t;
+	}
+
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/distill-log.jsonl", out);
+	if (!(log = fopen(path, "w"))) {
+		fprintf(stderr, "skv-distill: %s: %s\n", path, strerror(errno));
+		goto done;
+	}
+	fprintf(stderr,
+		"skv-distill: %s, L = %u of %u, G = %u: %zu trainable parameters; %zu tokens = %zu sequences of %u; "
+		"%lld steps of %u sequences%s\n",
+		teacher, (unsigned)L, cfg->n_layers, (unsigned)G, m->n_param, n_tok, n_seq, S, (long long)steps, B,
+		(uint64_t)steps * B > n_seq ? " (more than one pass: the data repeats)" : "");
+	const bool tty = isatty(STDERR_FILENO);
+	const int64_t every = SKV_MAX(1, steps / 10);
+	uint64_t t0 = skv_now_ns();
+	for (int64_t st = 0; st < steps; st++) {
+		for (uint32_t b = 0; b < B; b++)
+			memcpy(batch_tok + (size_t)b * S, tokens + (size_t)order[((size_t)st * B + b) % n_seq] * S,
+			       S * sizeof(int32_t));
+		double loss;
+		int r = skv_tm_loss_f32(m, batch_tok, B, S, temp, true, &loss);
+		if (r < 0) {
+			fprintf(stderr, "skv-distill: step %lld: %s\n", (long long)st + 1, strerror(-r));
+			goto done;
+		}
+		double gn = 0;
+		for (size_t i = 0; i < m->n_param; i++)
+			gn += (double)m->grad[i] * m->grad[i];
+		gn = sqrt(gn);
+		if (!isfinite(loss) || !isfinite(gn)) {
+			fprintf(stderr, "skv-distill: step %lld: loss %g, gradient norm %g: not finite, stopping\n",
+				(long long)st + 1, loss, gn);
+			goto done;
+		}
+		if (gn > 1.0) /* clip the global norm to 1 */
+			for (size_t i = 0; i < m->n_param; i++)
+				m->grad[i] = (float)(m->grad[i] / gn);
+		double lrs = skv_lr_at((uint64_t)st, (uint64_t)steps, lr);
+		skv_adamw_step(m->param, m->grad, mom, vel, m->n_param, (uint64_t)st + 1, lrs, 0.9, 0.999, 1e-8);
+
+		double el = (double)(skv_now_ns() - t0) / 1e9, tps = (double)(st + 1) * B * S / el;
+		double eta = el / (double)(st + 1) * (double)(steps - st - 1);
+		fprintf(log, "{\"step\":%lld,\"loss\":%.9g,\"grad_norm\":%.6g,\"lr\":%.6g,\"tokens\":%llu,"
+			     "\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}\n",
+			(long long)st + 1, loss, gn, lrs, (unsigned long long)(st + 1) * B * S, tps, el);
+		fflush(log);
+		if (tty || (st + 1) % every == 0 || st + 1 == steps) {
+			char e[32];
+			fmt_eta(e, sizeof(e), eta);
+			fprintf(stderr, "%sstep %lld/%lld  %.0f tok/s  loss %.5f  lr %.2e  ETA %s%s", tty ? "\r" : "",
+				(long long)st + 1, (long long)steps, tps, loss, lrs, e,
+				!tty || st + 1 == steps ? "\n" : "  ");
+		}
+	}
+	if (skv_tm_write_student(ck, &m->dm, m->param, out, &err) < 0) {
+		fprintf(stderr, "skv-distill: %s\n", err.msg);
+		goto done;
+	}
+	printf("%s: llama_swiftkv, L = %u, G = %u, %lld steps\n", out, (unsigned)L, (unsigned)G, (long long)steps);
+	rc = 0;
+done:
+	if (log)
+		fclose(log);
+	free(mom);
+	free(vel);
+	skv_tm_free_f32(m);
+	skv_tokenizer_free(tok);
+	skv_checkpoint_free(ck);
+	return rc;
+}
