@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "test-util.h"
@@ -675,6 +677,82 @@ static void test_tool_kl_falls(void **state)
 	free(tmp), free(teacher);
 }
 
+/* A run killed (SIGKILL) after its first saved state and resumed ends with the same student, bit
+ * for bit, and the same per-step losses as an uninterrupted run. */
+static void test_tool_resume(void **state)
+{
+	(void)state;
+	char *teacher = tu_mkmodel("--preset tiny"), *tmp = tu_tmpdir(), common[4096], p[4096];
+	snprintf(common, sizeof(common),
+		 "--teacher '%s' --swiftkv-layers 2 --group 2 --steps 200 --seq-len 16 --batch-tokens 64 --save-every 5 "
+		 "--data '%s/model/corpus/prose-en.txt'",
+		 teacher, getenv("SKV_SRCDIR"));
+	char args[8192];
+	snprintf(args, sizeof(args), "%s --out '%s/a'", common, tmp);
+	assert_int_equal(distill(tmp, args), 0);
+
+	snprintf(args, sizeof(args), "exec '%s' %s --out '%s/b' >/dev/null 2>&1", tu_tool("SKV_DISTILL"), common, tmp);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", args, (char *)NULL);
+		_exit(127);
+	}
+	snprintf(p, sizeof(p), "%s/b/distill-state.bin", tmp);
+	for (int i = 0; i < 60000 && access(p, F_OK) != 0; i++)
+		usleep(1000);
+	kill(pid, SIGKILL);
+	int ws;
+	assert_int_equal(waitpid(pid, &ws, 0), pid);
+	assert_true(WIFSIGNALED(ws)); /* killed mid-run, not finished */
+	size_t len;
+	char *st = tu_slurp(p, &len);
+	uint64_t done;
+	memcpy(&done, st + 40, sizeof(done));
+	free(st);
+	print_message("killed after step %llu of 200\n", (unsigned long long)done);
+	assert_true(done >= 5 && done < 200 && done % 5 == 0);
+
+	snprintf(args, sizeof(args), "%s --out '%s/b' --resume", common, tmp);
+	assert_int_equal(distill(tmp, args), 0);
+	size_t la, lbn;
+	snprintf(p, sizeof(p), "%s/a/model-swiftkv.safetensors", tmp);
+	char *a = tu_slurp(p, &la);
+	snprintf(p, sizeof(p), "%s/b/model-swiftkv.safetensors", tmp);
+	char *b = tu_slurp(p, &lbn);
+	assert_int_equal(la, lbn);
+	assert_memory_equal(a, b, la);
+	free(a), free(b);
+	/* the logs: 200 steps each, the same loss at every step */
+	snprintf(p, sizeof(p), "%s/a/distill-log.jsonl", tmp);
+	a = tu_slurp(p, NULL);
+	snprintf(p, sizeof(p), "%s/b/distill-log.jsonl", tmp);
+	b = tu_slurp(p, NULL);
+	char *x = a, *y = b;
+	int n = 0;
+	for (; *x && *y; n++) {
+		char *ex = strstr(x, ",\"grad_norm\""), *ey = strstr(y, ",\"grad_norm\"");
+		assert_non_null(ex);
+		assert_non_null(ey);
+		assert_int_equal(ex - x, ey - y);
+		assert_memory_equal(x, y, (size_t)(ex - x)); /* {"step":N,"loss":L */
+		x = strchr(x, '\n') + 1, y = strchr(y, '\n') + 1;
+	}
+	assert_int_equal(n, 200);
+	assert_true(!*x && !*y);
+	free(a), free(b);
+
+	/* a resume with other options is refused, naming the option */
+	snprintf(args, sizeof(args), "%s --out '%s/b' --resume --lr 1e-3", common, tmp);
+	assert_int_equal(distill(tmp, args), 1);
+	assert_err_has(tmp, "was saved with --lr 0.0002, this run has 0.001");
+	snprintf(args, sizeof(args), "%s --out '%s/c' --resume", common, tmp);
+	assert_int_equal(distill(tmp, args), 1);
+	assert_err_has(tmp, "distill-state.bin: No such file");
+	tu_rmdir(tmp), tu_rmdir(teacher);
+	free(tmp), free(teacher);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -684,7 +762,7 @@ int main(void)
 		cmocka_unit_test(test_grad_l1_g3_tied), cmocka_unit_test(test_logits), cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_schedule),
 		cmocka_unit_test(test_tool_steps0), cmocka_unit_test(test_tool_refusals),
-		cmocka_unit_test(test_tool_kl_falls),
+		cmocka_unit_test(test_tool_kl_falls), cmocka_unit_test(test_tool_resume),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,15 +3,22 @@
  *
  *   skv-distill --teacher DIR --out DIR --swiftkv-layers L [--group G] --data FILE [--data FILE...]
  *               [--steps N] [--seq-len N] [--batch-tokens N] [--lr X] [--temperature T] [--seed S]
- *               [--backend cpu] [--force]
+ *               [--backend cpu] [--save-every N] [--resume] [--force]
  *
  * The data (plain UTF-8 text) is tokenized with the teacher's tokenizer (BOS in front of each
  * file), concatenated and cut into sequences of --seq-len tokens, which a seeded shuffle orders;
  * each step takes --batch-tokens / --seq-len of them. By default one pass over the data. --steps 0
  * writes the initialised, undistilled student. The output is a llama_swiftkv checkpoint
  * (train.h: skv_tm_write_student) plus OUT/distill-log.jsonl, one JSON object per step.
+ *
+ * Every --save-every steps the whole training state (parameters, AdamW moments, the step, and
+ * what the run was started with) goes to OUT/distill-state.bin, written to a temporary file,
+ * synced and renamed, so a run killed at any moment leaves the last complete state. --resume
+ * continues from it; with the same options, data and thread count the result is bit for bit the
+ * one of an uninterrupted run (every step is a pure function of the state and the step number).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <math.h>
@@ -44,6 +51,8 @@ static void usage(FILE *f)
 	      "  --temperature T        softmax temperature of the KL loss (default 2)\n"
 	      "  --seed S               shuffle seed (default 0)\n"
 	      "  --backend cpu          the only backend so far\n"
+	      "  --save-every N         save the training state every N steps (default 100; 0: never)\n"
+	      "  --resume               continue the run whose state is in OUT\n"
 	      "  --force                write into an existing OUT\n"
 	      "  --version, --help      this program's version, this text\n",
 	      f);
@@ -100,6 +109,127 @@ static int read_data(const struct skv_tokenizer *tok, uint32_t vocab, char **fil
 	return 0;
 }
 
+/* The training state file: this header, then param, AdamW's m and v (float, n_param each). */
+#define STATE_MAGIC "SKVDST1"
+struct state_hdr {
+	char magic[8];
+	uint32_t L, G, S, B;
+	uint64_t steps, seed, done, n_param, n_tok, data_hash;
+	double lr, temp;
+};
+
+static uint64_t hash_tokens(const int32_t *t, size_t n)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a over the ids */
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint32_t)t[i]) * 1099511628211ull;
+	return h;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t k = write(fd, c, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -errno;
+		c += k, n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* DIR/distill-state.bin, replaced atomically (temporary file, fsync, rename). */
+static int save_state(const char *dir, const struct state_hdr *h, const float *param, const float *m, const float *v,
+		      struct skv_err *err)
+{
+	char tmp[4096], path[4096];
+	snprintf(tmp, sizeof(tmp), "%s/distill-state.bin.tmp", dir);
+	snprintf(path, sizeof(path), "%s/distill-state.bin", dir);
+	_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int r;
+	if (fd < 0)
+		return skv_err_set(err, -errno, "%s: %s", tmp, strerror(errno));
+	size_t n = h->n_param * sizeof(float);
+	if ((r = write_all(fd, h, sizeof(*h))) < 0 || (r = write_all(fd, param, n)) < 0 || (r = write_all(fd, m, n)) < 0 ||
+	    (r = write_all(fd, v, n)) < 0 || (fsync(fd) < 0 && (r = -errno)))
+		return skv_err_set(err, r, "%s: %s", tmp, strerror(-r));
+	if (rename(tmp, path) < 0)
+		return skv_err_set(err, -errno, "%s: %s", path, strerror(errno));
+	return 0;
+}
+
+/* Reads DIR/distill-state.bin into *h and the three vectors, after checking that it belongs to
+ * the run `want` describes (every field but done). */
+static int load_state(const char *dir, const struct state_hdr *want, struct state_hdr *h, float *param, float *m,
+		      float *v, struct skv_err *err)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/distill-state.bin", dir);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return skv_err_set(err, -errno, "--resume: %s: %s", path, strerror(errno));
+	size_t n = want->n_param * sizeof(float);
+	struct stat st;
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size != sizeof(*h) + 3 * n || read(fd, h, sizeof(*h)) != sizeof(*h) ||
+	    memcmp(h->magic, STATE_MAGIC, 8) != 0)
+		return skv_err_set(err, -EINVAL, "--resume: %s: not a training state of this model (%zu bytes expected)",
+				   path, sizeof(*h) + 3 * n);
+#define SAME(f, opt)                                                                                           \
+	if (h->f != want->f)                                                                                   \
+		return skv_err_set(err, -EINVAL, "--resume: %s was saved with %s %g, this run has %g", path, opt, \
+				   (double)h->f, (double)want->f)
+	SAME(L, "--swiftkv-layers");
+	SAME(G, "--group");
+	SAME(S, "--seq-len");
+	SAME(B, "--batch-tokens / --seq-len");
+	SAME(steps, "--steps");
+	SAME(seed, "--seed");
+	SAME(lr, "--lr");
+	SAME(temp, "--temperature");
+	SAME(n_param, "trainable parameters");
+	SAME(n_tok, "data tokens");
+#undef SAME
+	if (h->data_hash != want->data_hash)
+		return skv_err_set(err, -EINVAL, "--resume: %s was saved with other --data (same length, other tokens)", path);
+	if (h->done > h->steps)
+		return skv_err_set(err, -EINVAL, "--resume: %s: step %llu beyond --steps %llu", path,
+				   (unsigned long long)h->done, (unsigned long long)h->steps);
+	if (read(fd, param, n) != (ssize_t)n || read(fd, m, n) != (ssize_t)n || read(fd, v, n) != (ssize_t)n)
+		return skv_err_set(err, -EIO, "--resume: %s: short read", path);
+	return 0;
+}
+
+/* Keeps the first `lines` lines of the log (a resumed run rewrites what came after its state). */
+static FILE *open_log(const char *dir, uint64_t lines, struct skv_err *err)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/distill-log.jsonl", dir);
+	if (!lines) {
+		FILE *f = fopen(path, "w");
+		if (!f)
+			skv_err_set(err, -errno, "%s: %s", path, strerror(errno));
+		return f;
+	}
+	FILE *f = fopen(path, "r+");
+	if (!f) {
+		skv_err_set(err, -errno, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	int c;
+	uint64_t seen = 0;
+	while (seen < lines && (c = fgetc(f)) != EOF)
+		seen += c == '\n';
+	long at = ftell(f);
+	if (seen < lines || at < 0 || ftruncate(fileno(f), at) < 0 || fseek(f, at, SEEK_SET) < 0) {
+		skv_err_set(err, -EINVAL, "%s: fewer than the %llu lines of the saved state", path, (unsigned long long)lines);
+		fclose(f);
+		return NULL;
+	}
+	return f;
+}
+
 static void fmt_eta(char *buf, size_t cap, double s)
 {
 	long t = (long)(s + 0.5);
@@ -109,7 +239,7 @@ static void fmt_eta(char *buf, size_t cap, double s)
 int main(int argc, char **argv)
 {
 	enum { O_TEACHER = 256, O_OUT, O_L, O_G, O_DATA, O_STEPS, O_SEQ, O_BATCH, O_LR, O_TEMP, O_SEED, O_BACKEND,
-	       O_FORCE, O_VERSION };
+	       O_FORCE, O_VERSION, O_SAVE, O_RESUME };
 	static const struct option opts[] = {
 		{"teacher", required_argument, NULL, O_TEACHER},
 		{"out", required_argument, NULL, O_OUT},
@@ -124,6 +254,8 @@ int main(int argc, char **argv)
 		{"seed", required_argument, NULL, O_SEED},
 		{"backend", required_argument, NULL, O_BACKEND},
 		{"force", no_argument, NULL, O_FORCE},
+		{"save-every", required_argument, NULL, O_SAVE},
+		{"resume", no_argument, NULL, O_RESUME},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{0},
@@ -133,7 +265,8 @@ int main(int argc, char **argv)
 	size_t n_data = 0;
 	int64_t L = 0, G = 1, steps = -1, seq = 0, batch = 0, seed = 0;
 	double lr = 2e-4, temp = 2.0;
-	bool force = false;
+	int64_t save_every = 100;
+	bool force = false, resume = false;
 	struct skv_err err = {0};
 	int c, li = 0;
 
@@ -193,6 +326,12 @@ int main(int argc, char **argv)
 			break;
 		case O_FORCE:
 			force = true;
+			break;
+		case O_SAVE:
+			pr = skv_parse_i64(optarg, 0, INT32_MAX, &save_every);
+			break;
+		case O_RESUME:
+			resume = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -274,7 +413,7 @@ int main(int argc, char **argv)
 	if (steps < 0)
 		steps = (int64_t)SKV_MAX(1, n_seq / B);
 
-	if (mkdir(out, 0755) < 0 && !(errno == EEXIST && force)) {
+	if (mkdir(out, 0755) < 0 && !(errno == EEXIST && (force || resume))) {
 		fprintf(stderr, "skv-distill: --out %s: %s%s\n", out, strerror(errno),
 			errno == EEXIST ? " (use --force to write into it)" : "");
 		goto done;
@@ -303,10 +442,21 @@ int main(int argc, char **argv)
 		order[j] = t;
 	}
 
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/distill-log.jsonl", out);
-	if (!(log = fopen(path, "w"))) {
-		fprintf(stderr, "skv-distill: %s: %s\n", path, strerror(errno));
+	struct state_hdr want = {.magic = STATE_MAGIC, .L = (uint32_t)L, .G = (uint32_t)G, .S = S, .B = B,
+				 .steps = (uint64_t)steps, .seed = (uint64_t)seed, .n_param = m->n_param,
+				 .n_tok = n_tok, .data_hash = hash_tokens(tokens, n_tok), .lr = lr, .temp = temp},
+			  got;
+	int64_t first = 0;
+	if (resume) {
+		if (load_state(out, &want, &got, m->param, mom, vel, &err) < 0) {
+			fprintf(stderr, "skv-distill: %s\n", err.msg);
+			goto done;
+		}
+		first = (int64_t)got.done;
+		fprintf(stderr, "skv-distill: resuming %s at step %lld of %lld\n", out, (long long)first, (long long)steps);
+	}
+	if (!(log = open_log(out, (uint64_t)first, &err))) {
+		fprintf(stderr, "skv-distill: %s\n", err.msg);
 		goto done;
 	}
 	fprintf(stderr,
@@ -317,7 +467,7 @@ int main(int argc, char **argv)
 	const bool tty = isatty(STDERR_FILENO);
 	const int64_t every = SKV_MAX(1, steps / 10);
 	uint64_t t0 = skv_now_ns();
-	for (int64_t st = 0; st < steps; st++) {
+	for (int64_t st = first; st < steps; st++) {
 		for (uint32_t b = 0; b < B; b++)
 			memcpy(batch_tok + (size_t)b * S, tokens + (size_t)order[((size_t)st * B + b) % n_seq] * S,
 			       S * sizeof(int32_t));
@@ -342,8 +492,8 @@ int main(int argc, char **argv)
 		double lrs = skv_lr_at((uint64_t)st, (uint64_t)steps, lr);
 		skv_adamw_step(m->param, m->grad, mom, vel, m->n_param, (uint64_t)st + 1, lrs, 0.9, 0.999, 1e-8);
 
-		double el = (double)(skv_now_ns() - t0) / 1e9, tps = (double)(st + 1) * B * S / el;
-		double eta = el / (double)(st + 1) * (double)(steps - st - 1);
+		double el = (double)(skv_now_ns() - t0) / 1e9, tps = (double)(st + 1 - first) * B * S / el;
+		double eta = el / (double)(st + 1 - first) * (double)(steps - st - 1);
 		fprintf(log, "{\"step\":%lld,\"loss\":%.9g,\"grad_norm\":%.6g,\"lr\":%.6g,\"tokens\":%llu,"
 			     "\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}\n",
 			(long long)st + 1, loss, gn, lrs, (unsigned long long)(st + 1) * B * S, tps, el);
@@ -355,6 +505,19 @@ int main(int argc, char **argv)
 				(long long)st + 1, (long long)steps, tps, loss, lrs, e,
 				!tty || st + 1 == steps ? "\n" : "  ");
 		}
+		if (save_every && (st + 1) % save_every == 0 && st + 1 < steps) {
+			want.done = (uint64_t)st + 1;
+			if (save_state(out, &want, m->param, mom, vel, &err) < 0) {
+				fprintf(stderr, "skv-distill: %s\n", err.msg);
+				goto done;
+			}
+		}
+	}
+	/* the final state too: a run killed while writing the checkpoint resumes to write it */
+	want.done = (uint64_t)steps;
+	if (save_every && steps > 0 && save_state(out, &want, m->param, mom, vel, &err) < 0) {
+		fprintf(stderr, "skv-distill: %s\n", err.msg);
+		goto done;
 	}
 	if (skv_tm_write_student(ck, &m->dm, m->param, out, &err) < 0) {
 		fprintf(stderr, "skv-distill: %s\n", err.msg);
