@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "test-util.h"
+#include "tokenizer.h"
 #include "train.h"
 
 static uint64_t rng = 88172645463325252ull;
@@ -753,6 +754,119 @@ static void test_tool_resume(void **state)
 	free(tmp), free(teacher);
 }
 
+/* skv-eval --json of ARGS: the four numbers (kl and top1 -1 when null). */
+struct evres {
+	long tokens;
+	double ppl, kl, top1;
+};
+static struct evres eval(const char *tmp, const char *args)
+{
+	char p[4096];
+	struct evres e = {0};
+	snprintf(p, sizeof(p), "%s/eval.json", tmp);
+	assert_int_equal(tu_sh("'%s' %s --json >'%s'", tu_tool("SKV_EVAL"), args, p), 0);
+	char *j = tu_slurp(p, NULL);
+	assert_int_equal(sscanf(j, "{\"tokens\":%ld,", &e.tokens), 1);
+	char *x = strstr(j, "\"ppl\":");
+	assert_non_null(x);
+	e.ppl = strtod(x + 6, NULL);
+	x = strstr(j, "\"kl_vs_teacher\":");
+	e.kl = strncmp(x + 16, "null", 4) ? strtod(x + 16, NULL) : -1;
+	x = strstr(j, "\"top1_agreement\":");
+	e.top1 = strncmp(x + 17, "null", 4) ? strtod(x + 17, NULL) : -1;
+	free(j);
+	return e;
+}
+
+/* Perplexity of the first n_seq sequences of S tokens of FILE under the double teacher model,
+ * computed here from its logits (the reference for skv-eval's aggregation). */
+static double ref_ppl(const char *model, const char *file, uint32_t S, uint32_t n_seq)
+{
+	struct skv_checkpoint *ck = NULL;
+	struct skv_tm_f64 *m = NULL;
+	struct skv_tokenizer *tok = NULL;
+	struct skv_err err = {0};
+	size_t len;
+	char *text = tu_slurp(file, &len);
+	int32_t *ids = NULL;
+	assert_int_equal(skv_checkpoint_open(model, &ck, &err), 0);
+	assert_int_equal(skv_tm_open_f64(ck, &m, &err), 0);
+	assert_int_equal(skv_tokenizer_load(model, &tok, &err), 0);
+	ssize_t n = skv_tokenizer_encode_alloc(tok, text, len, SKV_TOKENIZER_ADD_SPECIAL | SKV_TOKENIZER_SPECIAL_AS_TEXT,
+					       &ids, &err);
+	assert_true(n >= (ssize_t)(S * n_seq));
+	const uint32_t V = m->dm.V;
+	double *z = malloc(sizeof(double) * S * V), nll = 0;
+	for (uint32_t q = 0; q < n_seq; q++) {
+		assert_int_equal(skv_tm_logits_f64(m, ids + q * S, 1, S, false, z), 0);
+		for (uint32_t i = 0; i + 1 < S; i++) {
+			double mx = -INFINITY, sum = 0;
+			for (uint32_t v = 0; v < V; v++)
+				mx = fmax(mx, z[(size_t)i * V + v]);
+			for (uint32_t v = 0; v < V; v++)
+				sum += exp(z[(size_t)i * V + v] - mx);
+			nll += mx + log(sum) - z[(size_t)i * V + ids[q * S + i + 1]];
+		}
+	}
+	free(z), free(ids), free(text);
+	skv_tokenizer_free(tok);
+	skv_tm_free_f64(m);
+	skv_checkpoint_free(ck);
+	return exp(nll / (n_seq * (S - 1.0)));
+}
+
+static void test_tool_eval(void **state)
+{
+	(void)state;
+	char *teacher = tu_mkmodel("--preset tiny"), *tmp = tu_tmpdir(), args[8192], held[4096];
+	const char *src = getenv("SKV_SRCDIR");
+	/* trained on prose, evaluated on text it never saw */
+	snprintf(held, sizeof(held), "%s/model/corpus/world.txt", src);
+	snprintf(args, sizeof(args),
+		 "--teacher '%s' --out '%s/s0' --swiftkv-layers 2 --steps 0 --seq-len 32 --data '%s/model/corpus/prose-en.txt'",
+		 teacher, tmp, src);
+	assert_int_equal(distill(tmp, args), 0);
+	snprintf(args, sizeof(args),
+		 "--teacher '%s' --out '%s/s1' --swiftkv-layers 2 --steps 40 --seq-len 32 --batch-tokens 128 --lr 5e-3 "
+		 "--data '%s/model/corpus/prose-en.txt'",
+		 teacher, tmp, src);
+	assert_int_equal(distill(tmp, args), 0);
+
+	/* the teacher against itself */
+	snprintf(args, sizeof(args), "--model '%s' --teacher '%s' --data '%s' --seq-len 64", teacher, teacher, held);
+	struct evres t = eval(tmp, args);
+	assert_true(t.tokens > 1000 && t.tokens % 64 == 0);
+	assert_true(t.kl == 0 && t.top1 == 1);
+	/* perplexity as computed here from the double model's logits */
+	snprintf(args, sizeof(args), "--model '%s' --data '%s' --seq-len 64 --max-tokens 200", teacher, held);
+	struct evres t3 = eval(tmp, args);
+	assert_int_equal(t3.tokens, 192);
+	assert_true(t3.kl == -1 && t3.top1 == -1);
+	double ref = ref_ppl(teacher, held, 64, 3);
+	assert_true(fabs(t3.ppl - ref) < 1e-4 * ref);
+	/* the undistilled student: with SwiftKV off it is the teacher; on, it is not */
+	snprintf(args, sizeof(args), "--model '%s/s0' --swiftkv off --teacher '%s' --data '%s' --seq-len 64", tmp, teacher,
+		 held);
+	struct evres off = eval(tmp, args);
+	assert_true(off.ppl == t.ppl && off.kl == 0 && off.top1 == 1);
+	snprintf(args, sizeof(args), "--model '%s/s0' --teacher '%s' --data '%s' --seq-len 64", tmp, teacher, held);
+	struct evres s0 = eval(tmp, args);
+	snprintf(args, sizeof(args), "--model '%s/s1' --teacher '%s' --data '%s' --seq-len 64", tmp, teacher, held);
+	struct evres s1 = eval(tmp, args);
+	print_message("held-out KL to the teacher: undistilled %g (top-1 %.3f), distilled %g (top-1 %.3f)\n", s0.kl,
+		      s0.top1, s1.kl, s1.top1);
+	assert_true(s0.kl > 0);
+	assert_true(s1.kl < 0.8 * s0.kl);
+	assert_true(s1.top1 > s0.top1);
+	/* refusals */
+	snprintf(args, sizeof(args), "--model '%s' --swiftkv on --data '%s'", teacher, held);
+	assert_int_not_equal(tu_sh("'%s' %s 2>/dev/null", tu_tool("SKV_EVAL"), args), 0);
+	snprintf(args, sizeof(args), "--model '%s' --data '%s' --seq-len 64 --max-tokens 63", teacher, held);
+	assert_int_not_equal(tu_sh("'%s' %s 2>/dev/null", tu_tool("SKV_EVAL"), args), 0);
+	tu_rmdir(tmp), tu_rmdir(teacher);
+	free(tmp), free(teacher);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -763,6 +877,7 @@ int main(void)
 		cmocka_unit_test(test_schedule),
 		cmocka_unit_test(test_tool_steps0), cmocka_unit_test(test_tool_refusals),
 		cmocka_unit_test(test_tool_kl_falls), cmocka_unit_test(test_tool_resume),
+		cmocka_unit_test(test_tool_eval),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -291,10 +291,13 @@ void FN(skv_tm_free)(TM *m)
 	free(m);
 }
 
-int FN(skv_tm_new)(const struct skv_checkpoint *ck, uint32_t L, uint32_t G, TM **ret, struct skv_err *err)
+static int FN(tm_new)(const struct skv_checkpoint *ck, uint32_t L, uint32_t G, bool student, TM **ret,
+		      struct skv_err *err)
 {
 	const struct skv_model_config *c = &ck->config;
-	int r = skv_tm_check(c, L, G, err);
+	struct skv_model_config plain = *c;
+	plain.swiftkv = 0; /* a student checkpoint: its own L and G, checked as for a teacher */
+	int r = skv_tm_check(student ? &plain : c, L, G, err);
 	if (r < 0)
 		return r;
 	TM *m = calloc(1, sizeof(*m));
@@ -421,9 +424,33 @@ int FN(skv_tm_new)(const struct skv_checkpoint *ck, uint32_t L, uint32_t G, TM *
 			}
 		}
 	}
+	if (student) /* the trainable tensors as the checkpoint holds them */
+		for (size_t e = 0; e < nt; e++)
+			if (FN(load)(ck, tt[e].name, m->param + tt[e].offset, tt[e].numel) < 0) {
+				r = skv_err_set(err, -EINVAL, "%s: tensor %s missing or not of the config's shape", ck->dir,
+						tt[e].name);
+				free(tt);
+				FN(skv_tm_free)(m);
+				return r;
+			}
 	free(tt);
 	*ret = m;
 	return 0;
+}
+
+int FN(skv_tm_new)(const struct skv_checkpoint *ck, uint32_t L, uint32_t G, TM **ret, struct skv_err *err)
+{
+	return FN(tm_new)(ck, L, G, false, ret, err);
+}
+
+int FN(skv_tm_open)(const struct skv_checkpoint *ck, TM **ret, struct skv_err *err)
+{
+	const struct skv_model_config *c = &ck->config;
+	if (c->swiftkv)
+		return FN(tm_new)(ck, c->kv_layers, c->kv_group, true, ret, err);
+	if (c->n_layers < 2)
+		return skv_err_set(err, -EINVAL, "%s: a model of one layer has no SwiftKV form", ck->dir);
+	return FN(tm_new)(ck, c->n_layers - 1, 1, false, ret, err);
 }
 
 /* Activations of one later layer, kept for the backward. */

@@ -56,6 +56,9 @@ int skv_tm_check(const struct skv_model_config *c, uint32_t L, uint32_t G, struc
 	/* The pair from a teacher checkpoint, the student initialised as docs/swiftkv.md says. */         \
 	int skv_tm_new_##P(const struct skv_checkpoint *ck, uint32_t L, uint32_t G, struct skv_tm_##P **ret, \
 			   struct skv_err *err);                                                           \
+	/* Any checkpoint for evaluation: a llama_swiftkv one with its own L, G and SwiftKV tensors; a  \
+	 * plain one as a teacher (its student part initialised with L = N - 1, G = 1). */                 \
+	int skv_tm_open_##P(const struct skv_checkpoint *ck, struct skv_tm_##P **ret, struct skv_err *err);   \
 	void skv_tm_free_##P(struct skv_tm_##P *m);                                                        \
 	/* Loss (T^2 KL(teacher || student) of softmax(logits / T), mean over the B*S positions) of     \
 	 * tokens [B*S]; with grad, m->grad is set (not accumulated) to its gradient. -EINVAL for a    \
