@@ -7,6 +7,7 @@
  * has truncation error O(h^2 f''') and rounding error O(eps_64 |f| / h); with h = 1e-5 and O(1)
  * values both are below 1e-9, so analytic and numeric gradients must agree to 1e-6 relative to
  * the largest gradient component (a wrong term in a backward is off by O(1) of that). */
+#include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -460,6 +461,89 @@ static void test_schedule(void **state)
 	assert_true(fabsf(p[0] - 0.99f) < 1e-6f && fabsf(p[1] - 1.01f) < 1e-6f);
 }
 
+/* The double model against the independent float64 numpy reference of
+ * scripts/make-distill-fixtures.py (whole vocabulary at once, its own forward, gradients by its
+ * own central differences) on two transformers-made checkpoints. Tolerances: the reference's
+ * RoPE frequencies are float64, ours are float32 as transformers computes them (relative
+ * difference ~6e-8 in every angle), and its gradients carry the O(1e-10) error of a central
+ * difference; the loss must agree to 1e-6 and each gradient sample to 1e-5 of the largest. */
+static void numpy_case(const char *name)
+{
+	const char *src = getenv("SKV_SRCDIR");
+	char p[4096];
+	struct skv_err err = {0};
+	assert_non_null(src);
+	snprintf(p, sizeof(p), "%s/tests/fixtures/distill/%s.json", src, name);
+	size_t len;
+	char *text = tu_slurp(p, &len);
+	struct json_object *j = NULL, *v;
+	assert_int_equal(skv_json_parse(text, len, p, &j, &err), 0);
+	json_object_object_get_ex(j, "teacher", &v);
+	snprintf(p, sizeof(p), "%s/tests/fixtures/%s", src, json_object_get_string(v));
+	struct skv_checkpoint *ck = NULL;
+	struct skv_tm_f64 *m = NULL;
+	if (skv_checkpoint_open(p, &ck, &err) < 0)
+		fail_msg("%s", err.msg);
+	json_object_object_get_ex(j, "L", &v);
+	uint32_t L = (uint32_t)json_object_get_int(v);
+	json_object_object_get_ex(j, "G", &v);
+	uint32_t G = (uint32_t)json_object_get_int(v);
+	json_object_object_get_ex(j, "B", &v);
+	uint32_t B = (uint32_t)json_object_get_int(v);
+	json_object_object_get_ex(j, "S", &v);
+	uint32_t S = (uint32_t)json_object_get_int(v);
+	json_object_object_get_ex(j, "T", &v);
+	double T = json_object_get_double(v);
+	assert_int_equal(skv_tm_new_f64(ck, L, G, &m, &err), 0);
+	struct skv_tm_tensor *tt;
+	size_t nt;
+	assert_int_equal(skv_tm_tensors(&m->dm, &tt, &nt), 0);
+	for (size_t k = 0; k < nt; k++) /* the reference's move away from the initialisation */
+		for (size_t e = 0; e < tt[k].numel; e++)
+			m->param[tt[k].offset + e] += 0.1 * sin(0.37 * (double)e + (double)k);
+	json_object_object_get_ex(j, "tokens", &v);
+	assert_int_equal(json_object_array_length(v), B * S);
+	int32_t *tok = malloc(sizeof(int32_t) * B * S);
+	for (size_t i = 0; i < B * S; i++)
+		tok[i] = json_object_get_int(json_object_array_get_idx(v, i));
+	double loss;
+	assert_int_equal(skv_tm_loss_f64(m, tok, B, S, T, true, &loss), 0);
+	json_object_object_get_ex(j, "loss", &v);
+	double ref = json_object_get_double(v);
+	json_object_object_get_ex(j, "gradient", &v);
+	size_t ns = json_object_array_length(v);
+	double gmax = 0, emax = 0;
+	for (size_t i = 0; i < ns; i++)
+		gmax = fmax(gmax, fabs(json_object_get_double(json_object_array_get_idx(json_object_array_get_idx(v, i), 2))));
+	for (size_t i = 0; i < ns; i++) {
+		struct json_object *smp = json_object_array_get_idx(v, i);
+		const char *tn = json_object_get_string(json_object_array_get_idx(smp, 0));
+		size_t e = (size_t)json_object_get_int64(json_object_array_get_idx(smp, 1)), k = 0;
+		while (k < nt && strcmp(tt[k].name, tn))
+			k++;
+		assert_true(k < nt);
+		assert_true(e < tt[k].numel);
+		double g = json_object_get_double(json_object_array_get_idx(smp, 2));
+		emax = fmax(emax, fabs(m->grad[tt[k].offset + e] - g));
+	}
+	print_message("%s: loss %.9g (numpy %.9g), %zu gradient samples, max %g, max error %g\n", name, loss, ref, ns, gmax,
+		      emax);
+	assert_true(ref > 1e-3 && gmax > 1e-3);
+	assert_true(fabs(loss - ref) < 1e-6 * ref);
+	assert_true(emax < 1e-5 * gmax);
+	free(tok), free(tt), free(text);
+	json_object_put(j);
+	skv_tm_free_f64(m);
+	skv_checkpoint_free(ck);
+}
+
+static void test_numpy_reference(void **state)
+{
+	(void)state;
+	numpy_case("bias-l1-g1");
+	numpy_case("llama3-l1-g2");
+}
+
 /* ---- skv-distill ---- */
 
 /* Runs skv-distill with ARGS (stderr into DIR/err.txt); returns its exit status. */
@@ -874,7 +958,7 @@ int main(void)
 		cmocka_unit_test(test_attention),   cmocka_unit_test(test_swiglu),	  cmocka_unit_test(test_kl),
 		cmocka_unit_test(test_init),	    cmocka_unit_test(test_grad_g1),	  cmocka_unit_test(test_grad_g2_bias),
 		cmocka_unit_test(test_grad_l1_g3_tied), cmocka_unit_test(test_logits), cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_schedule),
+		cmocka_unit_test(test_schedule), cmocka_unit_test(test_numpy_reference),
 		cmocka_unit_test(test_tool_steps0), cmocka_unit_test(test_tool_refusals),
 		cmocka_unit_test(test_tool_kl_falls), cmocka_unit_test(test_tool_resume),
 		cmocka_unit_test(test_tool_eval),
