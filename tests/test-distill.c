@@ -217,7 +217,7 @@ static void test_swiglu(void **state)
  * tile, so partial tiles and blocks are exercised */
 enum { KN = 19, KH = 5, KV = 37 };
 static double *khs, *kht, *kw;
-static double f_kl(void) { return skv_op_kl_f64(khs, kht, kw, KN, KH, KV, 2.0, 8, NULL, 1.0); }
+static double f_kl(void) { return skv_op_kl_f64(khs, kht, kw, NULL, KN, KH, KV, 2.0, 8, NULL, 1.0); }
 
 static double kl_direct(const double *hs, const double *ht, const double *w, double T)
 {
@@ -248,15 +248,15 @@ static void test_kl(void **state)
 	for (size_t i = 0; i < KV * KH; i++)
 		kw[i] *= 5; /* logits of a few units: a peaked distribution */
 	double *dhs = zvec(KN * KH);
-	double l = skv_op_kl_f64(khs, kht, kw, KN, KH, KV, 2.0, 8, dhs, 1.0);
+	double l = skv_op_kl_f64(khs, kht, kw, NULL, KN, KH, KV, 2.0, 8, dhs, 1.0);
 	double ref = kl_direct(khs, kht, kw, 2.0);
 	assert_true(l > 0.1);
 	assert_true(fabs(l - ref) < 1e-10 * ref);
-	assert_true(fabs(skv_op_kl_f64(khs, kht, kw, KN, KH, KV, 2.0, KV, NULL, 1.0) - ref) < 1e-10 * ref);
+	assert_true(fabs(skv_op_kl_f64(khs, kht, kw, NULL, KN, KH, KV, 2.0, KV, NULL, 1.0) - ref) < 1e-10 * ref);
 	CHECK_GRAD(khs, dhs, KN * KH, f_kl());
 	/* the same distribution: no divergence, no gradient */
 	double *d0 = zvec(KN * KH);
-	assert_true(fabs(skv_op_kl_f64(kht, kht, kw, KN, KH, KV, 2.0, 8, d0, 1.0)) < 1e-12);
+	assert_true(fabs(skv_op_kl_f64(kht, kht, kw, NULL, KN, KH, KV, 2.0, 8, d0, 1.0)) < 1e-12);
 	for (size_t i = 0; i < KN * KH; i++)
 		assert_true(fabs(d0[i]) < 1e-12);
 	free(khs), free(kht), free(kw), free(dhs), free(d0);
@@ -326,7 +326,7 @@ static void perturb(double *p, size_t n, double amount)
 }
 
 /* Whole-model gradient of every trainable parameter against central differences of the loss. */
-static void grad_check(const char *extra, uint32_t L, uint32_t G)
+static void grad_check(const char *extra, uint32_t L, uint32_t G, const uint8_t *mask)
 {
 	char *dir;
 	struct skv_checkpoint *ck = open_model(extra, &dir);
@@ -340,7 +340,7 @@ static void grad_check(const char *extra, uint32_t L, uint32_t G)
 	/* at the initialisation with G = 1 only the SwiftKV path differs; make the student clearly
 	 * different so the gradient is far from zero */
 	perturb(m->param, m->n_param, 0.3);
-	assert_int_equal(skv_tm_loss_f64(m, tok, 2, 6, 2.0, true, &loss), 0);
+	assert_int_equal(skv_tm_loss_f64(m, tok, mask, 2, 6, 2.0, true, &loss), 0);
 	assert_true(loss > 1e-4);
 	double *g = malloc(sizeof(double) * m->n_param);
 	memcpy(g, m->grad, sizeof(double) * m->n_param);
@@ -350,9 +350,9 @@ static void grad_check(const char *extra, uint32_t L, uint32_t G)
 	for (size_t i = 0; i < m->n_param; i++) {
 		double x0 = m->param[i], lp, lm;
 		m->param[i] = x0 + FD_H;
-		skv_tm_loss_f64(m, tok, 2, 6, 2.0, false, &lp);
+		skv_tm_loss_f64(m, tok, mask, 2, 6, 2.0, false, &lp);
 		m->param[i] = x0 - FD_H;
-		skv_tm_loss_f64(m, tok, 2, 6, 2.0, false, &lm);
+		skv_tm_loss_f64(m, tok, mask, 2, 6, 2.0, false, &lm);
 		m->param[i] = x0;
 		emax = fmax(emax, fabs((lp - lm) / (2 * FD_H) - g[i]));
 	}
@@ -367,7 +367,7 @@ static void grad_check(const char *extra, uint32_t L, uint32_t G)
 	for (size_t i = 0; i < m->n_param; i++)
 		mf->param[i] = (float)m->param[i];
 	double lf;
-	assert_int_equal(skv_tm_loss_f32(mf, tok, 2, 6, 2.0, true, &lf), 0);
+	assert_int_equal(skv_tm_loss_f32(mf, tok, mask, 2, 6, 2.0, true, &lf), 0);
 	assert_true(fabs(lf - loss) < 1e-4 * loss + 1e-6);
 	double ge = 0;
 	for (size_t i = 0; i < m->n_param; i++)
@@ -384,19 +384,21 @@ static void grad_check(const char *extra, uint32_t L, uint32_t G)
 static void test_grad_g1(void **state)
 {
 	(void)state;
-	grad_check("", 2, 1);
+	grad_check("", 2, 1, NULL);
 }
 
 static void test_grad_g2_bias(void **state)
 {
 	(void)state;
-	grad_check("--attention-bias --mlp-bias", 2, 2);
+	/* scored positions only (chat data's assistant tokens) */
+	static const uint8_t mask[12] = {0, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 1};
+	grad_check("--attention-bias --mlp-bias", 2, 2, mask);
 }
 
 static void test_grad_l1_g3_tied(void **state)
 {
 	(void)state;
-	grad_check("--tie", 1, 3);
+	grad_check("--tie", 1, 3, NULL);
 }
 
 /* The student at its initialisation with G = 1 is not the teacher (its K/V come from the stream
@@ -419,9 +421,23 @@ static void test_logits(void **state)
 	for (size_t i = 0; i < 8 * V; i++)
 		diff = fmax(diff, fabs(lt[i] - ls[i]));
 	assert_true(diff > 1e-6);
+	/* a mask averages over the positions it keeps: the mean of one-position losses is the loss */
+	double all, one, sum = 0, none;
+	uint8_t mk[8] = {0};
+	assert_int_equal(skv_tm_loss_f64(m, tok, NULL, 1, 8, 2.0, false, &all), 0);
+	for (int t = 0; t < 8; t++) {
+		memset(mk, 0, sizeof(mk));
+		mk[t] = 1;
+		assert_int_equal(skv_tm_loss_f64(m, tok, mk, 1, 8, 2.0, false, &one), 0);
+		sum += one;
+	}
+	assert_true(all > 0 && fabs(sum / 8 - all) < 1e-12 * all);
+	memset(mk, 0, sizeof(mk));
+	assert_int_equal(skv_tm_loss_f64(m, tok, mk, 1, 8, 2.0, true, &none), 0);
+	assert_true(none == 0 && m->grad[0] == 0);
 	int32_t bad[2] = {1, (int32_t)V};
 	double loss;
-	assert_int_equal(skv_tm_loss_f64(m, bad, 1, 2, 2.0, false, &loss), -EINVAL);
+	assert_int_equal(skv_tm_loss_f64(m, bad, NULL, 1, 2, 2.0, false, &loss), -EINVAL);
 	free(lt), free(ls);
 	skv_tm_free_f64(m);
 	skv_checkpoint_free(ck);
@@ -507,7 +523,7 @@ static void numpy_case(const char *name)
 	for (size_t i = 0; i < B * S; i++)
 		tok[i] = json_object_get_int(json_object_array_get_idx(v, i));
 	double loss;
-	assert_int_equal(skv_tm_loss_f64(m, tok, B, S, T, true, &loss), 0);
+	assert_int_equal(skv_tm_loss_f64(m, tok, NULL, B, S, T, true, &loss), 0);
 	json_object_object_get_ex(j, "loss", &v);
 	double ref = json_object_get_double(v);
 	json_object_object_get_ex(j, "gradient", &v);
@@ -951,6 +967,102 @@ static void test_tool_eval(void **state)
 	free(tmp), free(teacher);
 }
 
+/* Chat data: the scored positions are exactly those whose next token is an assistant message's
+ * (its content and the end-of-turn token), in a multi-turn conversation with a system message;
+ * plain text is scored everywhere; bad lines are refused naming the file and the line. */
+static void test_chat_data(void **state)
+{
+	(void)state;
+	char *model = tu_mkmodel("--preset tiny"), *tmp = tu_tmpdir(), chat[2048], text[2048], bad[2048];
+	struct skv_tokenizer *tok = NULL;
+	struct skv_err err = {0};
+	assert_int_equal(skv_tokenizer_load(model, &tok, &err), 0);
+	snprintf(chat, sizeof(chat), "%s/c.jsonl", tmp);
+	snprintf(text, sizeof(text), "%s/t.txt", tmp);
+	tu_writef(chat, "{\"messages\": [{\"role\": \"user\", \"content\": \"the cat\"}, {\"role\": \"assistant\", "
+			"\"content\": \"sat on the mat\"}]}\n\n"
+			"{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": "
+			"\"why\"}, {\"role\": \"assistant\", \"content\": \"because\"}, {\"role\": \"user\", \"content\": "
+			"\"more\"}, {\"role\": \"assistant\", \"content\": \"no more\"}]}\n");
+	tu_writef(text, "plain text");
+	const char *files[] = {text, chat};
+	struct skv_tm_data d = {0};
+	if (skv_tm_data_read(model, tok, 1280, files, 2, &d, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(d.conversations, 2);
+	assert_int_equal(d.tok[0], 1024); /* BOS before the text */
+	/* the scored runs of the chat part, decoded */
+	size_t i = 0;
+	while (d.tok[i] != 1024 || i == 0) /* to the first conversation's BOS (rendered by the template) */
+		assert_int_equal(d.mask[i++], 1);
+	const char *want[] = {"sat on the mat<|eot_id|>", "because<|eot_id|>", "no more<|eot_id|>"};
+	size_t runs = 0;
+	struct skv_tokenizer_ws *ws = NULL;
+	assert_int_equal(skv_tokenizer_ws_new(tok, &ws), 0);
+	while (i < d.n) {
+		if (!d.mask[i]) {
+			i++;
+			continue;
+		}
+		size_t j = i;
+		while (j < d.n && d.mask[j])
+			j++;
+		const char *out;
+		assert_true(j < d.n || j == d.n); /* the last scored position predicts the last token */
+		ssize_t len = skv_tokenizer_decode(tok, ws, d.tok + i + 1, j - i, 0, &out, &err);
+		assert_true(len >= 0);
+		assert_true(runs < 3);
+		if (strcmp(out, want[runs]))
+			fail_msg("scored run %zu decodes to '%s', not '%s'", runs, out, want[runs]);
+		runs++;
+		i = j;
+	}
+	assert_int_equal(runs, 3);
+	/* the conversation ends with the last assistant's end-of-turn: the position before it is the
+	 * last scored one, and the very last position (nothing after it in this file) is not */
+	assert_int_equal(d.mask[d.n - 1], 0);
+	skv_tokenizer_ws_free(ws);
+	skv_tm_data_free(&d);
+
+	struct {
+		const char *line, *says;
+	} cases[] = {
+		{"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", "line 2: no assistant message"},
+		{"{\"msgs\": []}", "line 2: not an object with a \"messages\" array"},
+		{"{\"messages\": [", "line 2"},
+	};
+	for (size_t k = 0; k < SKV_ARRAY_SIZE(cases); k++) {
+		snprintf(bad, sizeof(bad), "%s/b.jsonl", tmp);
+		tu_writef(bad, "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", "
+			       "\"content\": \"b\"}]}\n%s\n",
+			  cases[k].line);
+		const char *bf[] = {bad};
+		struct skv_tm_data e = {0};
+		assert_true(skv_tm_data_read(model, tok, 1280, bf, 1, &e, &err) < 0);
+		if (!strstr(err.msg, cases[k].says) || !strstr(err.msg, "b.jsonl"))
+			fail_msg("'%s' does not name the file and say '%s'", err.msg, cases[k].says);
+		skv_tm_data_free(&e);
+	}
+	/* a vocabulary smaller than the tokenizer's ids: another model's tokenizer */
+	const char *tf[] = {text};
+	struct skv_tm_data e = {0};
+	assert_int_equal(skv_tm_data_read(model, tok, 100, tf, 1, &e, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "the tokenizer does not belong to this model"));
+	skv_tm_data_free(&e);
+
+	/* skv-distill runs on it */
+	char args[16384];
+	snprintf(args, sizeof(args),
+		 "--teacher '%s' --out '%s/s' --swiftkv-layers 2 --steps 3 --seq-len 8 --batch-tokens 16 --data '%s' "
+		 "--data '%s'",
+		 model, tmp, chat, text);
+	assert_int_equal(distill(tmp, args), 0);
+	assert_err_has(tmp, "2 conversations, ");
+	skv_tokenizer_free(tok);
+	tu_rmdir(tmp), tu_rmdir(model);
+	free(tmp), free(model);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -962,6 +1074,7 @@ int main(void)
 		cmocka_unit_test(test_tool_steps0), cmocka_unit_test(test_tool_refusals),
 		cmocka_unit_test(test_tool_kl_falls), cmocka_unit_test(test_tool_resume),
 		cmocka_unit_test(test_tool_eval),
+		cmocka_unit_test(test_chat_data),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

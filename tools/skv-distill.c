@@ -5,8 +5,8 @@
  *               [--steps N] [--seq-len N] [--batch-tokens N] [--lr X] [--temperature T] [--seed S]
  *               [--backend cpu] [--save-every N] [--resume] [--force]
  *
- * The data (plain UTF-8 text) is tokenized with the teacher's tokenizer (BOS in front of each
- * file), concatenated and cut into sequences of --seq-len tokens, which a seeded shuffle orders;
+ * The data (plain UTF-8 text, or chat conversations in FILE.jsonl scored on the assistant
+ * tokens: train.h, skv_tm_data_read) is tokenized with the teacher's tokenizer, concatenated and cut into sequences of --seq-len tokens, which a seeded shuffle orders;
  * each step takes --batch-tokens / --seq-len of them. By default one pass over the data. --steps 0
  * writes the initialised, undistilled student. The output is a llama_swiftkv checkpoint
  * (train.h: skv_tm_write_student) plus OUT/distill-log.jsonl, one JSON object per step.
@@ -33,7 +33,6 @@
 #include "train.h"
 
 #define MAX_DATA_FILES 256
-#define MAX_DATA_BYTES (1ull << 30)
 
 static void usage(FILE *f)
 {
@@ -42,7 +41,8 @@ static void usage(FILE *f)
 	      "  --out DIR              where the llama_swiftkv checkpoint goes (created)\n"
 	      "  --swiftkv-layers L     num_key_value_layers: layers every prompt token runs (1..N-1)\n"
 	      "  --group G              key_value_group_size (AcrossKV), default 1; G must divide N - L\n"
-	      "  --data FILE            UTF-8 text to distil on (repeat for more files)\n"
+	      "  --data FILE            UTF-8 text to distil on, or FILE.jsonl of {\"messages\": [...]} chats\n"
+	      "                         (loss on the assistant tokens); repeat for more files\n"
 	      "  --steps N              optimizer steps (default: one pass over the data; 0 writes the\n"
 	      "                         initialised student)\n"
 	      "  --seq-len N            tokens per sequence (default min(1024, max_position_embeddings))\n"
@@ -66,49 +66,6 @@ static uint64_t splitmix64(uint64_t *s)
 	return x ^ (x >> 31);
 }
 
-/* Every file tokenized and concatenated into *ret (BOS in front of each file). */
-static int read_data(const struct skv_tokenizer *tok, uint32_t vocab, char **files, size_t n_files, int32_t **ret,
-		     size_t *ret_n, struct skv_err *err)
-{
-	int32_t *all = NULL;
-	size_t n = 0;
-	for (size_t f = 0; f < n_files; f++) {
-		_cleanup_free_ char *text = NULL;
-		_cleanup_free_ int32_t *ids = NULL;
-		size_t len;
-		int r = skv_read_file(files[f], MAX_DATA_BYTES, &text, &len, err);
-		if (r < 0) {
-			free(all);
-			return r;
-		}
-		ssize_t k = skv_tokenizer_encode_alloc(tok, text, len, SKV_TOKENIZER_ADD_SPECIAL | SKV_TOKENIZER_SPECIAL_AS_TEXT,
-						       &ids, err);
-		if (k < 0) {
-			free(all);
-			return skv_err_prefix(err, (int)k, "--data %s: ", files[f]);
-		}
-		for (ssize_t i = 0; i < k; i++)
-			if ((uint32_t)ids[i] >= vocab) {
-				free(all);
-				return skv_err_set(err, -EINVAL,
-						   "--data %s: token id %d is outside the model's vocabulary (vocab_size %u): "
-						   "the tokenizer does not belong to this model",
-						   files[f], ids[i], vocab);
-			}
-		int32_t *p = realloc(all, (n + (size_t)k) * sizeof(*all));
-		if (!p) {
-			free(all);
-			return skv_err_set(err, -ENOMEM, "out of memory");
-		}
-		all = p;
-		memcpy(all + n, ids, (size_t)k * sizeof(*all));
-		n += (size_t)k;
-	}
-	*ret = all;
-	*ret_n = n;
-	return 0;
-}
-
 /* The training state file: this header, then param, AdamW's m and v (float, n_param each). */
 #define STATE_MAGIC "SKVDST1"
 struct state_hdr {
@@ -118,11 +75,12 @@ struct state_hdr {
 	double lr, temp;
 };
 
-static uint64_t hash_tokens(const int32_t *t, size_t n)
+/* FNV-1a over n bytes, continuing from h (start: 1469598103934665603). */
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a over the ids */
+	const uint8_t *b = p;
 	for (size_t i = 0; i < n; i++)
-		h = (h ^ (uint32_t)t[i]) * 1099511628211ull;
+		h = (h ^ b[i]) * 1099511628211ull;
 	return h;
 }
 
@@ -362,13 +320,14 @@ int main(int argc, char **argv)
 	}
 	const struct skv_model_config *cfg = &ck->config;
 	int rc = 1;
-	_cleanup_free_ int32_t *tokens = NULL;
+	struct skv_tm_data dd = {0};
 	struct skv_tokenizer *tok = NULL;
 	struct skv_tm_f32 *m = NULL;
 	float *mom = NULL, *vel = NULL;
 	FILE *log = NULL;
 	_cleanup_free_ uint32_t *order = NULL;
 	_cleanup_free_ int32_t *batch_tok = NULL;
+	_cleanup_free_ uint8_t *batch_mask = NULL;
 
 	if (skv_tm_check(cfg, (uint32_t)L, (uint32_t)G, &err) < 0) {
 		fprintf(stderr, "skv-distill: %s: %s\n", teacher, err.msg);
@@ -399,11 +358,12 @@ int main(int argc, char **argv)
 			skv_tokenizer_n_ids(tok), cfg->vocab);
 		goto done;
 	}
-	size_t n_tok = 0;
-	if (read_data(tok, cfg->vocab, data, n_data, &tokens, &n_tok, &err) < 0) {
+	if (skv_tm_data_read(teacher, tok, cfg->vocab, (const char *const *)data, n_data, &dd, &err) < 0) {
 		fprintf(stderr, "skv-distill: %s\n", err.msg);
 		goto done;
 	}
+	const int32_t *tokens = dd.tok;
+	const size_t n_tok = dd.n;
 	const size_t n_seq = n_tok / S;
 	if (n_seq == 0) {
 		fprintf(stderr, "skv-distill: --data: %zu tokens in all, shorter than one sequence of --seq-len %u\n", n_tok,
@@ -426,9 +386,10 @@ int main(int argc, char **argv)
 	/* sequence order: a seeded Fisher-Yates shuffle */
 	order = malloc(n_seq * sizeof(*order));
 	batch_tok = malloc((size_t)B * S * sizeof(*batch_tok));
+	batch_mask = malloc((size_t)B * S);
 	mom = calloc(m->n_param, sizeof(float));
 	vel = calloc(m->n_param, sizeof(float));
-	if (!order || !batch_tok || !mom || !vel) {
+	if (!order || !batch_tok || !batch_mask || !mom || !vel) {
 		fprintf(stderr, "skv-distill: out of memory\n");
 		goto done;
 	}
@@ -444,7 +405,7 @@ int main(int argc, char **argv)
 
 	struct state_hdr want = {.magic = STATE_MAGIC, .L = (uint32_t)L, .G = (uint32_t)G, .S = S, .B = B,
 				 .steps = (uint64_t)steps, .seed = (uint64_t)seed, .n_param = m->n_param,
-				 .n_tok = n_tok, .data_hash = hash_tokens(tokens, n_tok), .lr = lr, .temp = temp},
+				 .n_tok = n_tok, .data_hash = hash_bytes(hash_bytes(1469598103934665603ull, tokens, n_tok * sizeof(*tokens)), dd.mask, n_tok), .lr = lr, .temp = temp},
 			  got;
 	int64_t first = 0;
 	if (resume) {
@@ -459,20 +420,30 @@ int main(int argc, char **argv)
 		fprintf(stderr, "skv-distill: %s\n", err.msg);
 		goto done;
 	}
+	char scored_note[128] = "";
+	if (dd.conversations) {
+		size_t sc = 0;
+		for (size_t i = 0; i < n_tok; i++)
+			sc += dd.mask[i];
+		snprintf(scored_note, sizeof(scored_note), "; %zu conversations, %zu positions scored (assistant tokens)",
+			 dd.conversations, sc);
+	}
 	fprintf(stderr,
 		"skv-distill: %s, L = %u of %u, G = %u: %zu trainable parameters; %zu tokens = %zu sequences of %u; "
-		"%lld steps of %u sequences%s\n",
+		"%lld steps of %u sequences%s%s\n",
 		teacher, (unsigned)L, cfg->n_layers, (unsigned)G, m->n_param, n_tok, n_seq, S, (long long)steps, B,
-		(uint64_t)steps * B > n_seq ? " (more than one pass: the data repeats)" : "");
+		(uint64_t)steps * B > n_seq ? " (more than one pass: the data repeats)" : "", scored_note);
 	const bool tty = isatty(STDERR_FILENO);
 	const int64_t every = SKV_MAX(1, steps / 10);
 	uint64_t t0 = skv_now_ns();
 	for (int64_t st = first; st < steps; st++) {
-		for (uint32_t b = 0; b < B; b++)
-			memcpy(batch_tok + (size_t)b * S, tokens + (size_t)order[((size_t)st * B + b) % n_seq] * S,
-			       S * sizeof(int32_t));
+		for (uint32_t b = 0; b < B; b++) {
+			size_t at = (size_t)order[((size_t)st * B + b) % n_seq] * S;
+			memcpy(batch_tok + (size_t)b * S, tokens + at, S * sizeof(int32_t));
+			memcpy(batch_mask + (size_t)b * S, dd.mask + at, S);
+		}
 		double loss;
-		int r = skv_tm_loss_f32(m, batch_tok, B, S, temp, true, &loss);
+		int r = skv_tm_loss_f32(m, batch_tok, batch_mask, B, S, temp, true, &loss);
 		if (r < 0) {
 			fprintf(stderr, "skv-distill: step %lld: %s\n", (long long)st + 1, strerror(-r));
 			goto done;
@@ -531,6 +502,7 @@ done:
 	free(mom);
 	free(vel);
 	skv_tm_free_f32(m);
+	skv_tm_data_free(&dd);
 	skv_tokenizer_free(tok);
 	skv_checkpoint_free(ck);
 	return rc;

@@ -208,8 +208,8 @@ void FN(skv_op_swiglu_bwd)(const R *g, const R *u, const R *dh, R *dg, R *du, si
  * p_t (log p_t - log p_s) to the loss and T (p_s - p_t) W to the gradient (d/dz_s of
  * T^2 KL(p_t || p_s) with z / T inside). Rows go in blocks of RB so a tile's logits are one GEMM. */
 #define KL_RB 16
-double FN(skv_op_kl)(const R *hs, const R *ht, const R *w, uint32_t n, uint32_t h, uint32_t V, double T,
-		     uint32_t tile, R *dhs, double scale)
+double FN(skv_op_kl)(const R *hs, const R *ht, const R *w, const uint8_t *mask, uint32_t n, uint32_t h, uint32_t V,
+		     double T, uint32_t tile, R *dhs, double scale)
 {
 	double total = 0;
 	R *zs = malloc(sizeof(R) * KL_RB * tile), *zt = malloc(sizeof(R) * KL_RB * tile);
@@ -244,6 +244,10 @@ double FN(skv_op_kl)(const R *hs, const R *ht, const R *w, uint32_t n, uint32_t 
 						continue;
 					}
 					double ls = ms[r] + log(ss[r]), lt = mt[r] + log(st[r]);
+					if (mask && !mask[r0 + r]) {
+						memset(a, 0, sizeof(R) * vb); /* not scored: no loss, no gradient */
+						continue;
+					}
 					for (uint32_t c = 0; c < vb; c++) {
 						double lps = a[c] / T - ls, lpt = b[c] / T - lt, pt = exp(lpt);
 						total += T * T * pt * (lpt - lps);
@@ -612,13 +616,26 @@ out:
 	return r;
 }
 
-int FN(skv_tm_loss)(TM *m, const int32_t *tokens, uint32_t B, uint32_t S, double T, bool grad, double *ret_loss)
+int FN(skv_tm_loss)(TM *m, const int32_t *tokens, const uint8_t *mask, uint32_t B, uint32_t S, double T, bool grad,
+		    double *ret_loss)
 {
 	const struct skv_tm_dims *dm = &m->dm;
 	const size_t n = (size_t)B * S, H = dm->H, IM = dm->inter, qd = (size_t)dm->nh * dm->d, kd = (size_t)dm->nkv * dm->d;
 	const size_t nl = dm->N - dm->L, psz = (size_t)B * dm->nh * S * S;
 	if (FN(check_tokens)(m, tokens, n) < 0)
 		return -EINVAL;
+	size_t scored = n;
+	if (mask) {
+		scored = 0;
+		for (size_t t = 0; t < n; t++)
+			scored += mask[t] != 0;
+	}
+	if (!scored) {
+		*ret_loss = 0;
+		if (grad)
+			memset(m->grad, 0, sizeof(R) * m->n_param);
+		return 0;
+	}
 	/* per later layer: x_in a x_mid mm [n,H]; q att [n,qd]; g u [n,IM]; r1 r2 [n]; p */
 	const size_t per = 4 * n * H + 2 * n * qd + 2 * n * IM + 2 * n + psz;
 	const size_t wsz = FN(ws_size)(dm, n) + n * H;
@@ -660,7 +677,9 @@ int FN(skv_tm_loss)(TM *m, const int32_t *tokens, uint32_t B, uint32_t S, double
 	}
 	FN(skv_op_rmsnorm_fwd)(x, m->norm, hs, rf, (uint32_t)n, dm->H, dm->eps);
 	memset(ds, 0, sizeof(R) * n * H);
-	double loss = FN(skv_op_kl)(hs, ht, m->head, (uint32_t)n, dm->H, dm->V, T, 256, grad ? ds : NULL, 1.0 / n) / n;
+	double loss = FN(skv_op_kl)(hs, ht, m->head, mask, (uint32_t)n, dm->H, dm->V, T, 256, grad ? ds : NULL,
+				    1.0 / scored) /
+		      scored;
 	*ret_loss = loss;
 	if (!grad)
 		goto out;

@@ -60,11 +60,12 @@ int skv_tm_check(const struct skv_model_config *c, uint32_t L, uint32_t G, struc
 	 * plain one as a teacher (its student part initialised with L = N - 1, G = 1). */                 \
 	int skv_tm_open_##P(const struct skv_checkpoint *ck, struct skv_tm_##P **ret, struct skv_err *err);   \
 	void skv_tm_free_##P(struct skv_tm_##P *m);                                                        \
-	/* Loss (T^2 KL(teacher || student) of softmax(logits / T), mean over the B*S positions) of     \
-	 * tokens [B*S]; with grad, m->grad is set (not accumulated) to its gradient. -EINVAL for a    \
-	 * token outside the vocabulary, -ENOMEM. */                                                    \
-	int skv_tm_loss_##P(struct skv_tm_##P *m, const int32_t *tokens, uint32_t B, uint32_t S, double T,     \
-			    bool grad, double *ret_loss);                                                  \
+	/* Loss (T^2 KL(teacher || student) of softmax(logits / T), mean over the B*S positions, or    \
+	 * over those whose mask byte is non-zero when mask is given) of tokens [B*S]; with grad,       \
+	 * m->grad is set (not accumulated) to its gradient. No position scored: loss 0, gradient 0.   \
+	 * -EINVAL for a token outside the vocabulary, -ENOMEM. */                                      \
+	int skv_tm_loss_##P(struct skv_tm_##P *m, const int32_t *tokens, const uint8_t *mask, uint32_t B,       \
+			    uint32_t S, double T, bool grad, double *ret_loss);                            \
 	/* Logits [B*S, V] of the teacher (student false) or the student (true). */                        \
 	int skv_tm_logits_##P(struct skv_tm_##P *m, const int32_t *tokens, uint32_t B, uint32_t S, bool student, \
 			      R *logits);                                                                  \
@@ -88,11 +89,12 @@ int skv_tm_check(const struct skv_model_config *c, uint32_t L, uint32_t G, struc
 	/* h = silu(g) * u over n values. */                                                              \
 	void skv_op_swiglu_fwd_##P(const R *g, const R *u, R *h, size_t n);                              \
 	void skv_op_swiglu_bwd_##P(const R *g, const R *u, const R *dh, R *dg, R *du, size_t n);          \
-	/* Sum over the n rows of T^2 KL(softmax(ht W^T / T) || softmax(hs W^T / T)), W [V, h], in      \
-	 * vocabulary tiles of `tile` columns (never n x V at once). With dhs, adds scale times the   \
-	 * gradient of that sum with respect to hs. */                                                 \
-	double skv_op_kl_##P(const R *hs, const R *ht, const R *w, uint32_t n, uint32_t h, uint32_t V, double T, \
-			     uint32_t tile, R *dhs, double scale);
+	/* Sum over the n rows (those whose mask byte is non-zero, when mask is given) of              \
+	 * T^2 KL(softmax(ht W^T / T) || softmax(hs W^T / T)), W [V, h], in vocabulary tiles of `tile` \
+	 * columns (never n x V at once). With dhs, adds scale times the gradient of that sum with     \
+	 * respect to hs. */                                                                            \
+	double skv_op_kl_##P(const R *hs, const R *ht, const R *w, const uint8_t *mask, uint32_t n, uint32_t h,  \
+			     uint32_t V, double T, uint32_t tile, R *dhs, double scale);
 
 SKV_TM_DECLARE(float, f32)
 SKV_TM_DECLARE(double, f64)
@@ -117,6 +119,23 @@ int skv_tm_tensors(const struct skv_tm_dims *dm, struct skv_tm_tensor **ret, siz
  * and swiftkv set, and the tokenizer and generation files copied. */
 int skv_tm_write_student(const struct skv_checkpoint *teacher, const struct skv_tm_dims *dm, const float *param,
 			 const char *out, struct skv_err *err);
+
+/* Distillation data: the tokens of every file, concatenated, and a loss mask. */
+struct skv_tm_data {
+	int32_t *tok;
+	uint8_t *mask; /* 1: position i is scored (token i + 1 is text, or an assistant's) */
+	size_t n, cap;
+	size_t conversations; /* of chat data */
+};
+struct skv_tokenizer;
+/* Appends each file: plain UTF-8 text (BOS in front, every position scored), or FILE.jsonl with
+ * one {"messages": [...]} conversation a line (blank lines skipped), rendered with MODEL's chat
+ * template and scored only where the next token belongs to an assistant message (its content and
+ * the template's end-of-turn token). Errors name the file, the line and the rule; a token id at
+ * or above vocab is refused (a tokenizer of another model). */
+int skv_tm_data_read(const char *model, const struct skv_tokenizer *tok, uint32_t vocab, const char *const *files,
+		     size_t n_files, struct skv_tm_data *d, struct skv_err *err);
+void skv_tm_data_free(struct skv_tm_data *d);
 
 /* AdamW (no weight decay) over n parameters: moments m, v; step counts from 1. */
 void skv_adamw_step(float *param, const float *grad, float *m, float *v, size_t n, uint64_t step, double lr,
