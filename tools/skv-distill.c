@@ -6,8 +6,9 @@
  *               [--backend cpu] [--save-every N] [--resume] [--force]
  *
  * The data (plain UTF-8 text, or chat conversations in FILE.jsonl scored on the assistant
- * tokens: train.h, skv_tm_data_read) is tokenized with the teacher's tokenizer, concatenated and cut into sequences of --seq-len tokens, which a seeded shuffle orders;
- * each step takes --batch-tokens / --seq-len of them. By default one pass over the data. --steps 0
+ * tokens: train.h, skv_tm_data_read) is tokenized with the teacher's tokenizer, concatenated
+ * and cut into sequences of --seq-len tokens, which a seeded shuffle orders; each step takes
+ * --batch-tokens / --seq-len of them. By default one pass over the data. --steps 0
  * writes the initialised, undistilled student. The output is a llama_swiftkv checkpoint
  * (train.h: skv_tm_write_student) plus OUT/distill-log.jsonl, one JSON object per step.
  *
