@@ -101,8 +101,19 @@ static int copy_file(const char *src, const char *dst, bool optional, struct skv
 	_cleanup_close_ int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (out < 0)
 		return skv_err_set(err, -errno, "%s: %s", dst, strerror(errno));
-	for (;;) {
-		ssize_t k = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+	for (bool plain = false;;) {
+		ssize_t k = plain ? 0 : copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+		if (k < 0 && !plain && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
+			plain = true; /* a kernel or file system without it: read and write */
+			continue;
+		}
+		if (plain) {
+			static char buf[1 << 16];
+			k = read(in, buf, sizeof(buf));
+			for (ssize_t w = 0, c; k > 0 && w < k; w += c)
+				if ((c = write(out, buf + w, (size_t)(k - w))) < 0)
+					return skv_err_set(err, -errno, "%s: %s", dst, strerror(errno));
+		}
 		if (k < 0)
 			return skv_err_set(err, -errno, "%s -> %s: %s", src, dst, strerror(errno));
 		if (k == 0)
