@@ -1063,6 +1063,63 @@ static void test_chat_data(void **state)
 	free(tmp), free(model);
 }
 
+/* --self-generate: each conversation of OUT/self-generated.jsonl is a prompt line and the answer
+ * skv-run --chat gives greedily with the same token budget (the serving engine, independently
+ * driven). */
+static void test_tool_self_generate(void **state)
+{
+	(void)state;
+	char *model = tu_mkmodel("--preset tiny"), *tmp = tu_tmpdir(), prompts[2048], args[8192], p[4096];
+	const char *lines[] = {"the cat sat", "what is the world", "hello there"};
+	snprintf(prompts, sizeof(prompts), "%s/prompts.txt", tmp);
+	tu_writef(prompts, "%s\n\n%s\r\n%s", lines[0], lines[1], lines[2]);
+	snprintf(args, sizeof(args),
+		 "--teacher '%s' --out '%s/s' --swiftkv-layers 2 --prompts '%s' --self-generate 12 --steps 2 --seq-len 16 "
+		 "--batch-tokens 32",
+		 model, tmp, prompts);
+	assert_int_equal(distill(tmp, args), 0);
+	assert_err_has(tmp, "the teacher answered 3 prompts");
+	snprintf(p, sizeof(p), "%s/s/self-generated.jsonl", tmp);
+	char *gen = tu_slurp(p, NULL), *line = gen;
+	for (int i = 0; i < 3; i++) {
+		char *end = strchr(line, '\n');
+		assert_non_null(end);
+		*end = 0;
+		struct json_object *o = NULL, *msgs;
+		struct skv_err err = {0};
+		assert_int_equal(skv_json_parse(line, strlen(line), "self-generated.jsonl", &o, &err), 0);
+		assert_true(json_object_object_get_ex(o, "messages", &msgs));
+		assert_int_equal(json_object_array_length(msgs), 2);
+		struct json_object *u = json_object_array_get_idx(msgs, 0), *a = json_object_array_get_idx(msgs, 1), *v;
+		json_object_object_get_ex(u, "content", &v);
+		assert_string_equal(json_object_get_string(v), lines[i]);
+		json_object_object_get_ex(a, "role", &v);
+		assert_string_equal(json_object_get_string(v), "assistant");
+		json_object_object_get_ex(a, "content", &v);
+		char out[2048];
+		snprintf(out, sizeof(out), "%s/run.txt", tmp);
+		assert_int_equal(tu_sh("'%s' --model '%s' --chat --prompt '%s' --max-tokens 12 >'%s'", tu_tool("SKV_RUN"), model,
+				       lines[i], out),
+				 0);
+		size_t len;
+		char *want = tu_slurp(out, &len);
+		assert_true(len > 0 && want[len - 1] == '\n');
+		want[len - 1] = 0;
+		assert_string_equal(json_object_get_string(v), want);
+		free(want);
+		json_object_put(o);
+		line = end + 1;
+	}
+	assert_int_equal(*line, 0);
+	free(gen);
+	/* the two go together */
+	snprintf(args, sizeof(args), "--teacher '%s' --out '%s/t' --swiftkv-layers 2 --prompts '%s'", model, tmp, prompts);
+	assert_int_equal(distill(tmp, args), 2);
+	assert_err_has(tmp, "--self-generate N and --prompts FILE go together");
+	tu_rmdir(tmp), tu_rmdir(model);
+	free(tmp), free(model);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1074,7 +1131,7 @@ int main(void)
 		cmocka_unit_test(test_tool_steps0), cmocka_unit_test(test_tool_refusals),
 		cmocka_unit_test(test_tool_kl_falls), cmocka_unit_test(test_tool_resume),
 		cmocka_unit_test(test_tool_eval),
-		cmocka_unit_test(test_chat_data),
+		cmocka_unit_test(test_chat_data), cmocka_unit_test(test_tool_self_generate),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

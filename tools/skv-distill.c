@@ -3,7 +3,7 @@
  *
  *   skv-distill --teacher DIR --out DIR --swiftkv-layers L [--group G] --data FILE [--data FILE...]
  *               [--steps N] [--seq-len N] [--batch-tokens N] [--lr X] [--temperature T] [--seed S]
- *               [--backend cpu] [--save-every N] [--resume] [--force]
+ *               [--backend cpu] [--save-every N] [--resume] [--force] [--prompts FILE --self-generate N]
  *
  * The data (plain UTF-8 text, or chat conversations in FILE.jsonl scored on the assistant
  * tokens: train.h, skv_tm_data_read) is tokenized with the teacher's tokenizer, concatenated
@@ -29,6 +29,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chat.h"
+#include "local.h"
 #include "skv-version.h"
 #include "tokenizer.h"
 #include "train.h"
@@ -54,6 +56,9 @@ static void usage(FILE *f)
 	      "  --backend cpu          the only backend so far\n"
 	      "  --save-every N         save the training state every N steps (default 100; 0: never)\n"
 	      "  --resume               continue the run whose state is in OUT\n"
+	      "  --prompts FILE         with --self-generate N: one prompt a line; the teacher answers each\n"
+	      "                         (greedy, at most N tokens) and the conversations are distilled on\n"
+	      "                         (OUT/self-generated.jsonl), after any --data\n"
 	      "  --force                write into an existing OUT\n"
 	      "  --version, --help      this program's version, this text\n",
 	      f);
@@ -189,6 +194,143 @@ static FILE *open_log(const char *dir, uint64_t lines, struct skv_err *err)
 	return f;
 }
 
+/* --self-generate: the teacher (the serving engine, greedy) answers each prompt line of FILE;
+ * each prompt and its answer become one conversation of OUT/self-generated.jsonl. */
+struct gen {
+	int32_t *out; /* [n_prompts, max_tokens] */
+	uint32_t *n_out;
+	bool *done;
+	uint32_t max_tokens;
+};
+
+static void on_gen(void *userdata, const struct skv_sched_event *ev)
+{
+	struct gen *g = userdata;
+	if (ev->token >= 0 && g->n_out[ev->id] < g->max_tokens)
+		g->out[(size_t)ev->id * g->max_tokens + g->n_out[ev->id]++] = ev->token;
+	if (ev->finish != SKV_FINISH_NONE)
+		g->done[ev->id] = true;
+}
+
+static int self_generate(const char *teacher, const struct skv_tokenizer *tok, const char *prompts, uint32_t max_tokens,
+			 const char *path, size_t *ret_n, struct skv_err *err)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	int r = skv_read_file(prompts, 64u << 20, &text, &len, err);
+	if (r < 0)
+		return skv_err_prefix(err, r, "--prompts: ");
+	/* the prompt lines (blank ones skipped) */
+	size_t n = 0, cap = 0;
+	_cleanup_free_ char **line = NULL;
+	for (char *p = text, *end; p < text + len; p = end + 1) {
+		end = memchr(p, '\n', (size_t)(text + len - p));
+		if (!end)
+			end = text + len;
+		*end = 0;
+		if (end > p && end[-1] == '\r')
+			end[-1] = 0;
+		if (strspn(p, " \t") == strlen(p))
+			continue;
+		if (n == cap) {
+			char **q = realloc(line, (cap = cap ? 2 * cap : 64) * sizeof(*q));
+			if (!q)
+				return skv_err_set(err, -ENOMEM, "out of memory");
+			line = q;
+		}
+		line[n++] = p;
+	}
+	if (!n)
+		return skv_err_set(err, -EINVAL, "--prompts %s: no prompt (one a line)", prompts);
+
+	_cleanup_chat_ struct skv_chat *chat = NULL;
+	if ((r = skv_chat_load(teacher, &chat, err)) < 0)
+		return skv_err_prefix(err, r, "--self-generate needs the teacher's chat template: ");
+	struct skv_local_params lp = {.model_dir = teacher, .swiftkv = 0, .backend = "cpu"};
+	struct skv_local *l = NULL;
+	if ((r = skv_local_open(&lp, &l, err)) < 0)
+		return r;
+	struct gen g = {.max_tokens = max_tokens};
+	g.out = malloc((size_t)n * max_tokens * sizeof(*g.out));
+	g.n_out = calloc(n, sizeof(*g.n_out));
+	g.done = calloc(n, sizeof(*g.done));
+	struct skv_seq_params sp = {.max_tokens = max_tokens, .sampling = {.temperature = 0.0f, .top_p = 1.0f}}; /* greedy */
+	FILE *f = NULL;
+	size_t queued = 0, finished = 0;
+	if (!g.out || !g.n_out || !g.done) {
+		r = skv_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	/* queue a window of prompts at a time; the scheduler batches them */
+	while (r >= 0 && finished < n) {
+		while (queued < n && queued - finished < 16) {
+			struct skv_chat_message m = {"user", 4, line[queued], strlen(line[queued])};
+			_cleanup_free_ char *rendered = NULL;
+			_cleanup_free_ int32_t *ids = NULL;
+			ssize_t k = skv_chat_render(chat, &m, 1, true, &rendered, err);
+			if (k >= 0)
+				k = skv_tokenizer_encode_alloc(tok, rendered, (size_t)k, 0, &ids, err);
+			if (k < 0) {
+				r = skv_err_prefix(err, (int)k, "--prompts %s: prompt %zu: ", prompts, queued + 1);
+				goto out;
+			}
+			if ((r = skv_sched_add(l->sched, queued, ids, (uint32_t)k, &sp, err)) < 0) {
+				skv_err_prefix(err, r, "--prompts %s: prompt %zu: ", prompts, queued + 1);
+				goto out;
+			}
+			queued++;
+		}
+		r = skv_sched_step(l->sched, l->engine, on_gen, &g, err);
+		finished = 0;
+		for (size_t i = 0; i < queued; i++)
+			finished += g.done[i];
+	}
+	if (r < 0)
+		goto out;
+	if (!(f = fopen(path, "w"))) {
+		r = skv_err_set(err, -errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *answer = NULL;
+		struct skv_tokenizer_ws *ws = NULL;
+		const char *dec = "";
+		if (skv_tokenizer_ws_new(tok, &ws) < 0) {
+			r = skv_err_set(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+		ssize_t k = skv_tokenizer_decode(tok, ws, g.out + i * max_tokens, g.n_out[i], SKV_TOKENIZER_SKIP_SPECIAL, &dec,
+						 err);
+		json_object *o = json_object_new_object(), *msgs = json_object_new_array();
+		json_object *u = json_object_new_object(), *a = json_object_new_object();
+		json_object_object_add(u, "role", json_object_new_string("user"));
+		json_object_object_add(u, "content", json_object_new_string(line[i]));
+		json_object_object_add(a, "role", json_object_new_string("assistant"));
+		json_object_object_add(a, "content", json_object_new_string_len(k > 0 ? dec : "", k > 0 ? (int)k : 0));
+		json_object_array_add(msgs, u);
+		json_object_array_add(msgs, a);
+		json_object_object_add(o, "messages", msgs);
+		fprintf(f, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(o);
+		skv_tokenizer_ws_free(ws);
+		if (k < 0) {
+			r = (int)k;
+			goto out;
+		}
+	}
+	if (fflush(f) != 0)
+		r = skv_err_set(err, -EIO, "%s: cannot write", path);
+	*ret_n = n;
+out:
+	if (f)
+		fclose(f);
+	free(g.out);
+	free(g.n_out);
+	free(g.done);
+	skv_local_close(l);
+	return r < 0 ? r : 0;
+}
+
 static void fmt_eta(char *buf, size_t cap, double s)
 {
 	long t = (long)(s + 0.5);
@@ -198,7 +340,7 @@ static void fmt_eta(char *buf, size_t cap, double s)
 int main(int argc, char **argv)
 {
 	enum { O_TEACHER = 256, O_OUT, O_L, O_G, O_DATA, O_STEPS, O_SEQ, O_BATCH, O_LR, O_TEMP, O_SEED, O_BACKEND,
-	       O_FORCE, O_VERSION, O_SAVE, O_RESUME };
+	       O_FORCE, O_VERSION, O_SAVE, O_RESUME, O_SELFGEN, O_PROMPTS };
 	static const struct option opts[] = {
 		{"teacher", required_argument, NULL, O_TEACHER},
 		{"out", required_argument, NULL, O_OUT},
@@ -215,6 +357,8 @@ int main(int argc, char **argv)
 		{"force", no_argument, NULL, O_FORCE},
 		{"save-every", required_argument, NULL, O_SAVE},
 		{"resume", no_argument, NULL, O_RESUME},
+		{"self-generate", required_argument, NULL, O_SELFGEN},
+		{"prompts", required_argument, NULL, O_PROMPTS},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{0},
@@ -224,7 +368,8 @@ int main(int argc, char **argv)
 	size_t n_data = 0;
 	int64_t L = 0, G = 1, steps = -1, seq = 0, batch = 0, seed = 0;
 	double lr = 2e-4, temp = 2.0;
-	int64_t save_every = 100;
+	int64_t save_every = 100, self_gen = 0;
+	const char *prompts = NULL;
 	bool force = false, resume = false;
 	struct skv_err err = {0};
 	int c, li = 0;
@@ -246,7 +391,7 @@ int main(int argc, char **argv)
 			pr = skv_parse_i64(optarg, 1, SKV_MAX_LAYERS, &G);
 			break;
 		case O_DATA:
-			if (n_data == MAX_DATA_FILES) {
+			if (n_data == MAX_DATA_FILES - 1) {
 				fprintf(stderr, "skv-distill: --data: at most %d files\n", MAX_DATA_FILES);
 				return 2;
 			}
@@ -292,6 +437,12 @@ int main(int argc, char **argv)
 		case O_RESUME:
 			resume = true;
 			break;
+		case O_SELFGEN:
+			pr = skv_parse_i64(optarg, 1, 1 << 20, &self_gen);
+			break;
+		case O_PROMPTS:
+			prompts = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -308,8 +459,12 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!teacher || !out || !L || !n_data || optind != argc) {
-		fprintf(stderr, "skv-distill: need --teacher, --out, --swiftkv-layers and at least one --data\n");
+	if (!!self_gen != !!prompts) {
+		fprintf(stderr, "skv-distill: --self-generate N and --prompts FILE go together\n");
+		return 2;
+	}
+	if (!teacher || !out || !L || (!n_data && !prompts) || optind != argc) {
+		fprintf(stderr, "skv-distill: need --teacher, --out, --swiftkv-layers and --data (or --prompts)\n");
 		usage(stderr);
 		return 2;
 	}
@@ -359,6 +514,24 @@ int main(int argc, char **argv)
 			skv_tokenizer_n_ids(tok), cfg->vocab);
 		goto done;
 	}
+	char gen_path[4096];
+	if (prompts) { /* the teacher's answers, written into OUT before anything else */
+		size_t n_gen = 0;
+		snprintf(gen_path, sizeof(gen_path), "%s/self-generated.jsonl", out);
+		if (!resume || access(gen_path, F_OK) != 0) {
+			if (mkdir(out, 0755) < 0 && !(errno == EEXIST && (force || resume))) {
+				fprintf(stderr, "skv-distill: --out %s: %s%s\n", out, strerror(errno),
+					errno == EEXIST ? " (use --force to write into it)" : "");
+				goto done;
+			}
+			if (self_generate(teacher, tok, prompts, (uint32_t)self_gen, gen_path, &n_gen, &err) < 0) {
+				fprintf(stderr, "skv-distill: %s\n", err.msg);
+				goto done;
+			}
+			fprintf(stderr, "skv-distill: the teacher answered %zu prompts into %s\n", n_gen, gen_path);
+		}
+		data[n_data++] = gen_path;
+	}
 	if (skv_tm_data_read(teacher, tok, cfg->vocab, (const char *const *)data, n_data, &dd, &err) < 0) {
 		fprintf(stderr, "skv-distill: %s\n", err.msg);
 		goto done;
@@ -374,7 +547,7 @@ int main(int argc, char **argv)
 	if (steps < 0)
 		steps = (int64_t)SKV_MAX(1, n_seq / B);
 
-	if (mkdir(out, 0755) < 0 && !(errno == EEXIST && (force || resume))) {
+	if (mkdir(out, 0755) < 0 && !(errno == EEXIST && (force || resume || prompts))) {
 		fprintf(stderr, "skv-distill: --out %s: %s%s\n", out, strerror(errno),
 			errno == EEXIST ? " (use --force to write into it)" : "");
 		goto done;
