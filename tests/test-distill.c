@@ -774,6 +774,48 @@ static void test_tool_kl_falls(void **state)
 	assert_true(last < 0.8 * first);
 	free(log);
 	check_served_student(teacher, out, 2, 1, tmp);
+
+	/* --continue from the student: its first batch (same seed, same order) scores better than the
+	 * undistilled start did; the teacher's tensors stay byte-identical and the old student
+	 * tensors are replaced, not duplicated */
+	char out2[2048];
+	snprintf(out2, sizeof(out2), "%s/again", tmp);
+	snprintf(args, sizeof(args),
+		 "--teacher '%s' --out '%s' --continue --swiftkv-layers 2 --steps 5 --seq-len 32 --batch-tokens 128 "
+		 "--lr 5e-3 --data '%s/model/corpus/prose-en.txt'",
+		 out, out2, getenv("SKV_SRCDIR"));
+	assert_int_equal(distill(tmp, args), 0);
+	snprintf(p, sizeof(p), "%s/distill-log.jsonl", out2);
+	log = tu_slurp(p, NULL);
+	double again;
+	assert_int_equal(sscanf(log, "{\"step\":1,\"loss\":%lf", &again), 1);
+	free(log);
+	print_message("first batch: undistilled %g, continued %g\n", loss[0], again);
+	assert_true(again < 0.8 * loss[0]);
+	struct skv_checkpoint *t = NULL, *c2 = NULL;
+	struct skv_err err = {0};
+	assert_int_equal(skv_checkpoint_open(teacher, &t, &err), 0);
+	if (skv_checkpoint_open(out2, &c2, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(c2->n_tensors, t->n_tensors + 7);
+	for (size_t i = 0; i < t->n_tensors; i++) {
+		const struct skv_st_tensor *a = t->sorted[i], *b = skv_checkpoint_find(c2, a->name);
+		assert_non_null(b);
+		assert_memory_equal(a->data, b->data, a->end - a->begin);
+	}
+	skv_checkpoint_free(t);
+	skv_checkpoint_free(c2);
+	check_served_student(teacher, out2, 2, 1, tmp);
+	/* without --continue a SwiftKV teacher is refused, saying how to continue */
+	snprintf(args, sizeof(args), "--teacher '%s' --out '%s/x' --swiftkv-layers 2 --data '%s/model/corpus/prose-en.txt'",
+		 out, tmp, getenv("SKV_SRCDIR"));
+	assert_int_equal(distill(tmp, args), 1);
+	assert_err_has(tmp, "or pass --continue");
+	snprintf(args, sizeof(args),
+		 "--teacher '%s' --out '%s/x' --continue --swiftkv-layers 1 --data '%s/model/corpus/prose-en.txt'", out, tmp,
+		 getenv("SKV_SRCDIR"));
+	assert_int_equal(distill(tmp, args), 1);
+	assert_err_has(tmp, "has num_key_value_layers 2");
 	tu_rmdir(tmp), tu_rmdir(teacher);
 	free(tmp), free(teacher);
 }

@@ -3,7 +3,8 @@
  *
  *   skv-distill --teacher DIR --out DIR --swiftkv-layers L [--group G] --data FILE [--data FILE...]
  *               [--steps N] [--seq-len N] [--batch-tokens N] [--lr X] [--temperature T] [--seed S]
- *               [--backend cpu] [--save-every N] [--resume] [--force] [--prompts FILE --self-generate N]
+ *               [--backend cpu] [--save-every N] [--resume] [--continue] [--force]
+ *               [--prompts FILE --self-generate N]
  *
  * The data (plain UTF-8 text, or chat conversations in FILE.jsonl scored on the assistant
  * tokens: train.h, skv_tm_data_read) is tokenized with the teacher's tokenizer, concatenated
@@ -59,6 +60,8 @@ static void usage(FILE *f)
 	      "  --prompts FILE         with --self-generate N: one prompt a line; the teacher answers each\n"
 	      "                         (greedy, at most N tokens) and the conversations are distilled on\n"
 	      "                         (OUT/self-generated.jsonl), after any --data\n"
+	      "  --continue             the teacher is a llama_swiftkv checkpoint: distil its SwiftKV tensors\n"
+	      "                         further (its original path is the teacher; L and G are its own)\n"
 	      "  --force                write into an existing OUT\n"
 	      "  --version, --help      this program's version, this text\n",
 	      f);
@@ -340,7 +343,7 @@ static void fmt_eta(char *buf, size_t cap, double s)
 int main(int argc, char **argv)
 {
 	enum { O_TEACHER = 256, O_OUT, O_L, O_G, O_DATA, O_STEPS, O_SEQ, O_BATCH, O_LR, O_TEMP, O_SEED, O_BACKEND,
-	       O_FORCE, O_VERSION, O_SAVE, O_RESUME, O_SELFGEN, O_PROMPTS };
+	       O_FORCE, O_VERSION, O_SAVE, O_RESUME, O_SELFGEN, O_PROMPTS, O_CONTINUE };
 	static const struct option opts[] = {
 		{"teacher", required_argument, NULL, O_TEACHER},
 		{"out", required_argument, NULL, O_OUT},
@@ -359,6 +362,7 @@ int main(int argc, char **argv)
 		{"resume", no_argument, NULL, O_RESUME},
 		{"self-generate", required_argument, NULL, O_SELFGEN},
 		{"prompts", required_argument, NULL, O_PROMPTS},
+		{"continue", no_argument, NULL, O_CONTINUE},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{0},
@@ -370,7 +374,7 @@ int main(int argc, char **argv)
 	double lr = 2e-4, temp = 2.0;
 	int64_t save_every = 100, self_gen = 0;
 	const char *prompts = NULL;
-	bool force = false, resume = false;
+	bool force = false, resume = false, cont = false;
 	struct skv_err err = {0};
 	int c, li = 0;
 
@@ -443,6 +447,9 @@ int main(int argc, char **argv)
 		case O_PROMPTS:
 			prompts = optarg;
 			break;
+		case O_CONTINUE:
+			cont = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -485,7 +492,19 @@ int main(int argc, char **argv)
 	_cleanup_free_ int32_t *batch_tok = NULL;
 	_cleanup_free_ uint8_t *batch_mask = NULL;
 
-	if (skv_tm_check(cfg, (uint32_t)L, (uint32_t)G, &err) < 0) {
+	if (cont) {
+		if (!cfg->swiftkv) {
+			fprintf(stderr, "skv-distill: --continue: %s is not a llama_swiftkv checkpoint\n", teacher);
+			goto done;
+		}
+		if ((uint32_t)L != cfg->kv_layers || (uint32_t)G != cfg->kv_group) {
+			fprintf(stderr,
+				"skv-distill: --continue: --swiftkv-layers %lld --group %lld, but %s has "
+				"num_key_value_layers %u, key_value_group_size %u\n",
+				(long long)L, (long long)G, teacher, cfg->kv_layers, cfg->kv_group);
+			goto done;
+		}
+	} else if (skv_tm_check(cfg, (uint32_t)L, (uint32_t)G, &err) < 0) {
 		fprintf(stderr, "skv-distill: %s: %s\n", teacher, err.msg);
 		goto done;
 	}
@@ -552,7 +571,7 @@ int main(int argc, char **argv)
 			errno == EEXIST ? " (use --force to write into it)" : "");
 		goto done;
 	}
-	if (skv_tm_new_f32(ck, (uint32_t)L, (uint32_t)G, &m, &err) < 0) {
+	if ((cont ? skv_tm_open_f32(ck, &m, &err) : skv_tm_new_f32(ck, (uint32_t)L, (uint32_t)G, &m, &err)) < 0) {
 		fprintf(stderr, "skv-distill: %s\n", err.msg);
 		goto done;
 	}

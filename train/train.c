@@ -17,7 +17,8 @@ int skv_tm_check(const struct skv_model_config *c, uint32_t L, uint32_t G, struc
 	if (c->swiftkv)
 		return skv_err_set(err, -EINVAL,
 				   "the teacher is already a SwiftKV checkpoint (model_type llama_swiftkv, "
-				   "num_key_value_layers %u): distil from the plain llama checkpoint",
+				   "num_key_value_layers %u): distil from the plain llama checkpoint, or pass "
+				   "--continue to distil this one further",
 				   c->kv_layers);
 	if (L < 1 || L >= c->n_layers)
 		return skv_err_set(err, -ERANGE, "--swiftkv-layers %u: must be in 1..%u (the teacher has %u layers)", L,
@@ -138,6 +139,20 @@ static int fill_student(void *userdata, size_t index, void *dst, size_t nbytes, 
 	return 0;
 }
 
+bool skv_tm_is_student_tensor(const char *name)
+{
+	return !strcmp(name, "model.norm_swiftkv.weight") || strstr(name, "_proj_swiftkv.");
+}
+
+/* skv_st_write's fill: a tensor's bytes as the teacher's file holds them */
+static int fill_copy(void *userdata, size_t index, void *dst, size_t nbytes, struct skv_err *err)
+{
+	const struct skv_st_tensor *const *from = userdata;
+	(void)err;
+	memcpy(dst, from[index]->data, nbytes);
+	return 0;
+}
+
 int skv_tm_write_student(const struct skv_checkpoint *teacher, const struct skv_tm_dims *dm, const float *param,
 			 const char *out, struct skv_err *err)
 {
@@ -153,15 +168,39 @@ int skv_tm_write_student(const struct skv_checkpoint *teacher, const struct skv_
 		return skv_err_set(err, -EINVAL, "%s: model.layers.0.self_attn.q_proj.weight missing or not bf16/fp16/fp32",
 				   teacher->dir);
 	const char *new_file = "model-swiftkv.safetensors";
-	for (size_t i = 0; i < teacher->n_files; i++)
-		if (!strcmp(teacher->files[i].name, new_file))
-			return skv_err_set(err, -EEXIST, "%s: already holds %s", teacher->dir, new_file);
-
-	/* the teacher's tensors: its files, byte for byte */
+	/* the teacher's tensors: its files, byte for byte; a SwiftKV teacher (a distillation
+	 * continued) loses its old student tensors: a file of only those is left out, a file that
+	 * mixes them is written again with the others' bytes */
 	for (size_t i = 0; i < teacher->n_files; i++) {
+		const struct skv_st_header *h = teacher->files[i].header;
+		size_t n_student = 0;
+		for (size_t k = 0; k < h->n; k++)
+			n_student += skv_tm_is_student_tensor(h->tensors[k].name);
+		if (n_student == h->n)
+			continue;
+		if (!strcmp(teacher->files[i].name, new_file))
+			return skv_err_set(err, -EEXIST, "%s: its %s holds teacher tensors", teacher->dir, new_file);
 		snprintf(src, sizeof(src), "%s/%s", teacher->dir, teacher->files[i].name);
 		snprintf(dst, sizeof(dst), "%s/%s", out, teacher->files[i].name);
-		if ((r = copy_file(src, dst, false, err)) < 0)
+		if (!n_student) {
+			if ((r = copy_file(src, dst, false, err)) < 0)
+				return r;
+			continue;
+		}
+		_cleanup_free_ struct skv_st_out_tensor *keep = calloc(h->n, sizeof(*keep));
+		_cleanup_free_ const struct skv_st_tensor **from = calloc(h->n, sizeof(*from));
+		size_t nk = 0;
+		if (!keep || !from)
+			return skv_err_set(err, -ENOMEM, "out of memory");
+		for (size_t k = 0; k < h->n; k++) {
+			const struct skv_st_tensor *x = &h->tensors[k];
+			if (skv_tm_is_student_tensor(x->name))
+				continue;
+			keep[nk] = (struct skv_st_out_tensor){.name = x->name, .dtype = x->dtype, .ndim = x->ndim};
+			memcpy(keep[nk].shape, x->shape, sizeof(x->shape));
+			from[nk++] = x;
+		}
+		if ((r = skv_st_write(dst, keep, nk, "{\"format\":\"pt\"}", fill_copy, from, err)) < 0)
 			return r;
 	}
 	/* the student's */
@@ -180,9 +219,14 @@ int skv_tm_write_student(const struct skv_checkpoint *teacher, const struct skv_
 
 	/* the index: every tensor by name */
 	json_object *index = json_object_new_object(), *meta = json_object_new_object(), *map = json_object_new_object();
-	uint64_t total = teacher->total_bytes;
-	for (size_t i = 0; i < teacher->n_tensors; i++)
-		json_object_object_add(map, teacher->sorted[i]->name, json_object_new_string(teacher->sorted[i]->file));
+	uint64_t total = 0;
+	for (size_t i = 0; i < teacher->n_tensors; i++) {
+		const struct skv_st_tensor *x = teacher->sorted[i];
+		if (skv_tm_is_student_tensor(x->name))
+			continue;
+		json_object_object_add(map, x->name, json_object_new_string(x->file));
+		total += x->end - x->begin;
+	}
 	for (size_t i = 0; i < n; i++) {
 		json_object_object_add(map, t[i].name, json_object_new_string(new_file));
 		total += t[i].numel * skv_dtype_size(dt);

@@ -112,8 +112,12 @@ struct skv_tm_tensor {
 /* Lists them into *ret (malloc'ed, *ret_n entries). */
 int skv_tm_tensors(const struct skv_tm_dims *dm, struct skv_tm_tensor **ret, size_t *ret_n);
 
+/* Whether a tensor name is one of the student's (norm_swiftkv, *_proj_swiftkv.*). */
+bool skv_tm_is_student_tensor(const char *name);
+
 /* Writes the student as a llama_swiftkv checkpoint in OUT (which must exist): the teacher's
- * safetensors files copied byte for byte, the trainable tensors (in the dtype of the teacher's
+ * safetensors files copied byte for byte (a llama_swiftkv teacher's own student tensors left
+ * out, its files holding them written again with the other tensors' bytes), the trainable tensors (in the dtype of the teacher's
  * q_proj) in model-swiftkv.safetensors, model.safetensors.index.json naming every tensor, the
  * teacher's config.json with model_type llama_swiftkv, num_key_value_layers, key_value_group_size
  * and swiftkv set, and the tokenizer and generation files copied. */
