@@ -1162,6 +1162,43 @@ static void test_tool_self_generate(void **state)
 	free(tmp), free(model);
 }
 
+/* --continue --steps 0 on a skv-mkmodel SwiftKV checkpoint (teacher and student tensors in one
+ * file): the file is written again without the student tensors, whose values come back
+ * unchanged in model-swiftkv.safetensors; every tensor is bit-identical to the input. */
+static void test_tool_continue_mixed(void **state)
+{
+	(void)state;
+	char *in = tu_mkmodel("--preset tiny --swiftkv-layers 2 --group 2"), *tmp = tu_tmpdir(), args[8192], out[2048];
+	snprintf(out, sizeof(out), "%s/o", tmp);
+	snprintf(args, sizeof(args),
+		 "--teacher '%s' --out '%s' --continue --swiftkv-layers 2 --group 2 --steps 0 --seq-len 32 "
+		 "--data '%s/model/corpus/prose-en.txt'",
+		 in, out, getenv("SKV_SRCDIR"));
+	assert_int_equal(distill(tmp, args), 0);
+	struct skv_checkpoint *a = NULL, *b = NULL;
+	struct skv_err err = {0};
+	assert_int_equal(skv_checkpoint_open(in, &a, &err), 0);
+	if (skv_checkpoint_open(out, &b, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(a->n_tensors, b->n_tensors);
+	size_t moved = 0;
+	for (size_t i = 0; i < a->n_tensors; i++) {
+		const struct skv_st_tensor *x = a->sorted[i], *y = skv_checkpoint_find(b, x->name);
+		assert_non_null(y);
+		assert_int_equal(x->end - x->begin, y->end - y->begin);
+		assert_memory_equal(x->data, y->data, x->end - x->begin);
+		if (skv_tm_is_student_tensor(x->name)) {
+			assert_string_equal(y->file, "model-swiftkv.safetensors");
+			moved++;
+		}
+	}
+	assert_int_equal(moved, 1 + 2 + 2); /* norm, two q, one owner's k and v */
+	skv_checkpoint_free(a);
+	skv_checkpoint_free(b);
+	tu_rmdir(tmp), tu_rmdir(in);
+	free(tmp), free(in);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1174,6 +1211,7 @@ int main(void)
 		cmocka_unit_test(test_tool_kl_falls), cmocka_unit_test(test_tool_resume),
 		cmocka_unit_test(test_tool_eval),
 		cmocka_unit_test(test_chat_data), cmocka_unit_test(test_tool_self_generate),
+		cmocka_unit_test(test_tool_continue_mixed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
