@@ -334,6 +334,347 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 2) k_attn_prefill(attn_params a
 	}
 }
 
+/* ============================ prefill on Hopper (wgmma, sm_90a) ============================ */
+
+/* The same tile walk as k_attn_prefill, on the warpgroup MMA: a block of two warpgroups owns 128
+ * query rows of one head (64 per warpgroup). S = Q K^T is one wgmma chain from shared memory
+ * (Q and K both K-major), O += P V takes P from registers (the S accumulator, rounded to bf16,
+ * already is the A-operand layout) and V from shared memory as an MN-major operand, so neither
+ * K nor V is ever transposed. Tiles are 128 keys, loaded with cp.async through the block table
+ * into 3 stages with the 128-byte swizzle the wgmma descriptors name; one barrier per tile.
+ * Learned from the FlashAttention-3 paper (Shah et al., 2024) and the PTX ISA's wgmma chapter;
+ * docs/perf-notes.md says what is and is not taken over yet (no producer warp, no ping-pong). */
+
+#define WG_BQ 128	/* query rows per block: two warpgroups of 64 */
+#define WG_BK 128	/* keys per tile */
+#define WG_THREADS 256
+#define WG_STAGES 3
+
+/* Dynamic shared memory of k_attn_prefill_wg<D>: Q, the K/V stages, and room to align to 1 KB
+ * (the swizzle pattern repeats every 1024 bytes and the descriptors assume aligned atoms). */
+#define WG_SMEM(D) (1024 + (WG_BQ + WG_STAGES * 2 * WG_BK) * (D) * 2)
+
+/* Byte offset of element (r, c) of a tile of `rows` rows kept as D/64 column blocks of
+ * [rows][64] bf16, each 128-byte row's 16-byte chunks XORed with (r % 8): wgmma's 128B swizzle. */
+__device__ __forceinline__ uint32_t sw128(int rows, int r, int c)
+{
+	return (uint32_t)((((c >> 6) * rows + r) << 7) + ((((c >> 3) & 7) ^ (r & 7)) << 4) + ((c & 7) << 1));
+}
+
+/* A wgmma shared-memory descriptor: start address, leading and stride byte offsets, 128B swizzle. */
+__device__ __forceinline__ uint64_t gmma_desc(uint32_t saddr, uint32_t lbo, uint32_t sbo)
+{
+	return (uint64_t)((saddr & 0x3FFFFu) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32) |
+	       (1ull << 62);
+}
+
+__device__ __forceinline__ void cp_async16_s(uint32_t saddr, const void *gmem, bool pred)
+{
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(saddr), "l"(gmem), "r"(pred ? 16 : 0));
+}
+__device__ __forceinline__ void wgmma_fence(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit(void) { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait0(void) { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+/* Keeps the compiler from moving reads or writes of accumulator registers across the points
+ * where the asynchronous wgmma owns them. */
+template <int N>
+__device__ __forceinline__ void reg_fence(float (&r)[N])
+{
+#pragma unroll
+	for (int i = 0; i < N; i++)
+		asm volatile("" : "+f"(r[i])::"memory");
+}
+
+/* d (+)= A B^T: A (64 x 16) and B (128 x 16) K-major in shared memory (descriptors). */
+__device__ __forceinline__ void wgmma_ss_n128(float (&d)[64], uint64_t da, uint64_t db, int accumulate)
+{
+	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+		     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+		     : "l"(da), "l"(db), "r"(accumulate));
+}
+/* d += A B: A (64 x 16) bf16 in registers (the mma.sync A-fragment layout per warp), B (16 x 128)
+ * MN-major in shared memory. */
+__device__ __forceinline__ void wgmma_rs_n128(float (&d)[64], const uint32_t (&a)[4], uint64_t db)
+{
+	asm volatile("{\n.reg .pred p;\nsetp.eq.u32 p, 1, 1;\n"
+		     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}\n"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+/* d += A B: A (64 x 16) bf16 in registers (the mma.sync A-fragment layout per warp), B (16 x 64)
+ * MN-major in shared memory. */
+__device__ __forceinline__ void wgmma_rs_n64(float (&d)[32], const uint32_t (&a)[4], uint64_t db)
+{
+	asm volatile("{\n.reg .pred p;\nsetp.eq.u32 p, 1, 1;\n"
+		     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+
+/* K and V of one tile of WG_BK positions into one stage: each row's slot looked up once, the
+ * row's D/8 chunks spread over consecutive threads (one 16-byte cp.async each, coalesced). */
+template <int D>
+__device__ __forceinline__ void wg_load_kv(uint32_t sk, uint32_t sv, const attn_params &a, const int32_t *bt,
+					   int kv0, int kv_end, uint32_t kvh)
+{
+	constexpr int CH = D / 8, RPP = WG_THREADS / CH;
+	const int c = threadIdx.x % CH;
+#pragma unroll
+	for (int r = threadIdx.x / CH; r < WG_BK; r += RPP) {
+		const int pos = kv0 + r;
+		const bool ok = pos < kv_end;
+		size_t off = 0;
+		if (ok)
+			off = ((size_t)slot_of(a, bt, pos) * a.n_kv_heads + kvh) * D + c * 8;
+		const uint32_t so = sw128(WG_BK, r, c * 8);
+		cp_async16_s(sk + so, a.kc + off, ok);
+		cp_async16_s(sv + so, a.vc + off, ok);
+	}
+}
+
+/* S = Q K^T of one tile for the warpgroup's 64 rows: D/16 chained wgmma, issued, not waited. */
+template <int D>
+__device__ __forceinline__ void wg_qk(float (&sacc)[64], uint32_t sq, uint32_t sk, int wrow0)
+{
+#pragma unroll
+	for (int i = 0; i < 64; i++)
+		sacc[i] = 0.0f;
+	reg_fence(sacc);
+	wgmma_fence();
+#pragma unroll
+	for (int kk = 0; kk < D / 16; kk++) {
+		const uint32_t qa = sq + (kk >> 2) * (WG_BQ * 128) + wrow0 * 128 + (kk & 3) * 32;
+		const uint32_t kb = sk + (kk >> 2) * (WG_BK * 128) + (kk & 3) * 32;
+		wgmma_ss_n128(sacc, gmma_desc(qa, 16, 1024), gmma_desc(kb, 16, 1024), 1);
+	}
+	wgmma_commit();
+}
+
+/* O += P V over one tile: 8 steps of 16 keys, P from registers, V MN-major; issued, not waited. */
+template <int D>
+__device__ __forceinline__ void wg_pv(float (&o)[D / 2], const uint32_t (&pa)[8][4], uint32_t sv)
+{
+	reg_fence(o);
+	wgmma_fence();
+#pragma unroll
+	for (int kk = 0; kk < 8; kk++) {
+		const uint64_t vb = gmma_desc(sv + kk * 2048, WG_BK * 128, 1024);
+		if constexpr (D == 128)
+			wgmma_rs_n128(o, pa[kk], vb);
+		else
+			wgmma_rs_n64(o, pa[kk], vb);
+	}
+	wgmma_commit();
+}
+
+/* The causal mask (only where the tile reaches past the warpgroup's first position) and the
+ * online softmax of one tile, as k_attn_prefill: raw score units, the scale in the exp2's FMA.
+ * Leaves the probabilities in sacc and each row's output correction in corr. */
+__device__ __forceinline__ void wg_softmax(float (&sacc)[64], float (&m)[2], float (&l)[2], float (&corr)[2],
+					   int kv0, int wpos0, int warp, int g, int tq, float scale_log2)
+{
+	if (kv0 + WG_BK - 1 > wpos0) {
+#pragma unroll
+		for (int hi = 0; hi < 2; hi++) {
+			const int qpos = wpos0 + warp * 16 + g + hi * 8;
+#pragma unroll
+			for (int j = 0; j < 16; j++)
+#pragma unroll
+				for (int e = 0; e < 2; e++)
+					if (kv0 + j * 8 + 2 * tq + e > qpos)
+						sacc[j * 4 + hi * 2 + e] = -INFINITY;
+		}
+	}
+#pragma unroll
+	for (int hi = 0; hi < 2; hi++) {
+		float mx = -INFINITY;
+#pragma unroll
+		for (int j = 0; j < 16; j++)
+			mx = fmaxf(mx, fmaxf(sacc[j * 4 + hi * 2], sacc[j * 4 + hi * 2 + 1]));
+		mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+		mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+		const float m_new = fmaxf(m[hi], mx);
+		const float ms = m_new == -INFINITY ? 0.0f : m_new * scale_log2;
+		corr[hi] = ex2(m[hi] * scale_log2 - ms);
+		m[hi] = m_new;
+		float sum = 0.0f;
+#pragma unroll
+		for (int j = 0; j < 16; j++)
+#pragma unroll
+			for (int e = 0; e < 2; e++) {
+				const float p = ex2(fmaf(sacc[j * 4 + hi * 2 + e], scale_log2, -ms));
+				sacc[j * 4 + hi * 2 + e] = p;
+				sum += p;
+			}
+		l[hi] = l[hi] * corr[hi] + sum;
+	}
+}
+
+template <int ON>
+__device__ __forceinline__ void wg_rescale(float (&o)[ON], const float (&corr)[2])
+{
+#pragma unroll
+	for (int j = 0; j < ON / 4; j++) {
+		o[j * 4] *= corr[0];
+		o[j * 4 + 1] *= corr[0];
+		o[j * 4 + 2] *= corr[1];
+		o[j * 4 + 3] *= corr[1];
+	}
+}
+
+/* P in bf16 as wgmma's A operand: the S accumulator layout per 16 keys is the A-fragment layout. */
+__device__ __forceinline__ void wg_pack(const float (&sacc)[64], uint32_t (&pa)[8][4])
+{
+#pragma unroll
+	for (int kk = 0; kk < 8; kk++) {
+		pa[kk][0] = pack_bf16(sacc[8 * kk + 0], sacc[8 * kk + 1]);
+		pa[kk][1] = pack_bf16(sacc[8 * kk + 2], sacc[8 * kk + 3]);
+		pa[kk][2] = pack_bf16(sacc[8 * kk + 4], sacc[8 * kk + 5]);
+		pa[kk][3] = pack_bf16(sacc[8 * kk + 6], sacc[8 * kk + 7]);
+	}
+}
+
+/* PIPE: FlashAttention-3's intra-warpgroup overlap: tile k's S = Q K^T and tile k-1's O += P V
+ * are issued together, tile k's softmax runs while P V is still on the tensor cores. The
+ * stage that P V reads stays busy one more iteration, so tiles are prefetched one ahead (3
+ * stages: the one P V reads, the one S reads, the one loading). Without PIPE: S, softmax,
+ * P V one after another, tiles prefetched two ahead. */
+template <int D, bool PIPE>
+__global__ void __launch_bounds__(WG_THREADS, 1) k_attn_prefill_wg(attn_params a)
+{
+	constexpr int CH = D / 8;
+	constexpr int ON = D / 2;		       /* O accumulators per thread: m64 x nD over 128 threads */
+	constexpr int PF = PIPE ? 1 : WG_STAGES - 1; /* tiles in flight ahead of the one computed */
+	constexpr uint32_t Q_BYTES = WG_BQ * D * 2, KV_BYTES = WG_BK * D * 2;
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	const uint32_t sq = ((uint32_t)__cvta_generic_to_shared(smem_raw) + 1023u) & ~1023u;
+	const uint32_t skv = sq + Q_BYTES; /* stage st: K at skv + 2 st KV_BYTES, V after it */
+
+	const uint32_t h = blockIdx.x, kvh = h / a.group;
+	uint32_t t = blockIdx.y, s = 0; /* (sequence, q tile), heaviest tiles first, as k_attn_prefill */
+	int q0 = 0, nq = 0, tiles = 0;
+	for (; s < a.n_seqs; s++) {
+		q0 = a.q_start[s];
+		nq = a.q_start[s + 1] - q0;
+		tiles = (nq + WG_BQ - 1) / WG_BQ;
+		if (t < (uint32_t)tiles)
+			break;
+		t -= tiles;
+	}
+	if (s == a.n_seqs)
+		return;
+	const int tile = tiles - 1 - (int)t;
+	const int ctx = a.ctx_len[s];
+	const int row0 = tile * WG_BQ, pos0 = ctx - nq + row0, rows = min(WG_BQ, nq - row0);
+	const int kv_end = min(ctx, pos0 + rows);
+	const int n_kt = (kv_end + WG_BK - 1) / WG_BK;
+	const int32_t *bt = a.bt + (size_t)s * a.max_blocks;
+
+	for (int i = threadIdx.x; i < WG_BQ * CH; i += WG_THREADS) {
+		const int r = i / CH, c = i % CH;
+		const bool ok = r < rows;
+		const bf16 *src = a.q;
+		if (ok)
+			src = a.q + (size_t)(q0 + row0 + r) * a.q_stride + (size_t)h * D + c * 8;
+		cp_async16_s(sq + sw128(WG_BQ, r, c * 8), src, ok);
+	}
+#pragma unroll
+	for (int st = 0; st < PF; st++) {
+		if (st < n_kt)
+			wg_load_kv<D>(skv + 2 * st * KV_BYTES, skv + (2 * st + 1) * KV_BYTES, a, bt, st * WG_BK, kv_end, kvh);
+		cp_async_commit();
+	}
+
+	const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+	const int g = lane >> 2, tq = lane & 3;
+	const int wrow0 = wg * 64;				   /* the warpgroup's first row in the tile */
+	const bool live = wrow0 < rows;				   /* it has query rows at all */
+	const int wpos0 = pos0 + wrow0, wlast = pos0 + min(rows, wrow0 + 64) - 1;
+	float o[ON];
+#pragma unroll
+	for (int i = 0; i < ON; i++)
+		o[i] = 0.0f;
+	float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, corr[2];
+	float sacc[64];
+	uint32_t pa[8][4];
+	uint32_t sv_prev = 0;
+	bool have_prev = false; /* PIPE: P of the previous tile waits in pa for its P V */
+
+	for (int kt = 0; kt < n_kt; kt++) {
+		asm volatile("cp.async.wait_group %0;\n" ::"n"(PF - 1));
+		asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); /* cp.async wrote it; wgmma reads it */
+		__syncthreads(); /* tile kt landed for all; every warpgroup is done with the stage reloaded next */
+		const int tn = kt + PF;
+		if (tn < n_kt) {
+			const int st = tn % WG_STAGES;
+			wg_load_kv<D>(skv + 2 * st * KV_BYTES, skv + (2 * st + 1) * KV_BYTES, a, bt, tn * WG_BK, kv_end, kvh);
+		}
+		cp_async_commit();
+		const int kv0 = kt * WG_BK;
+		const bool act = live && kv0 <= wlast; /* causal: some of the tile is visible to the warpgroup */
+		const uint32_t sk = skv + 2 * (kt % WG_STAGES) * KV_BYTES, sv = sk + KV_BYTES;
+		if constexpr (PIPE) {
+			if (act)
+				wg_qk<D>(sacc, sq, sk, wrow0);
+			if (have_prev)
+				wg_pv<D>(o, pa, sv_prev);
+			if (act) {
+				if (have_prev)
+					asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); /* S, not P V */
+				else
+					wgmma_wait0();
+				reg_fence(sacc);
+				wg_softmax(sacc, m, l, corr, kv0, wpos0, warp, g, tq, a.scale_log2);
+			}
+			if (have_prev) {
+				wgmma_wait0(); /* P V of the previous tile: o and pa are free again */
+				reg_fence(o);
+			}
+			if (act) {
+				wg_rescale(o, corr);
+				wg_pack(sacc, pa);
+				sv_prev = sv;
+			}
+			have_prev = act;
+		} else {
+			if (!act)
+				continue;
+			wg_qk<D>(sacc, sq, sk, wrow0);
+			wgmma_wait0();
+			reg_fence(sacc);
+			wg_softmax(sacc, m, l, corr, kv0, wpos0, warp, g, tq, a.scale_log2);
+			wg_rescale(o, corr);
+			wg_pack(sacc, pa);
+			wg_pv<D>(o, pa, sv);
+			wgmma_wait0(); /* V's stage is reloaded after the next barrier */
+			reg_fence(o);
+		}
+	}
+	if (PIPE && have_prev) {
+		wg_pv<D>(o, pa, sv_prev);
+		wgmma_wait0();
+		reg_fence(o);
+	}
+
+	if (!live)
+		return;
+#pragma unroll
+	for (int hi = 0; hi < 2; hi++) {
+		float sum = l[hi];
+		sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+		sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+		const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+		const int r = wrow0 + warp * 16 + g + hi * 8;
+		if (r >= rows)
+			continue;
+		bf16 *dst = a.out + (size_t)(q0 + row0 + r) * a.n_heads * D + (size_t)h * D;
+#pragma unroll
+		for (int j = 0; j < D / 8; j++)
+			*(uint32_t *)(dst + j * 8 + 2 * tq) = pack_bf16(o[j * 4 + hi * 2] * inv, o[j * 4 + hi * 2 + 1] * inv);
+	}
+}
+
 /* ================================ decode (split context) ================================ */
 
 /* Element d of one head's result for one split: the output itself when the context is a single
@@ -549,6 +890,7 @@ __global__ void k_attn_decode_reduce(attn_params a, int split_len, int n_split, 
 /* K/V tiles come in through the prefill kernel's load_kv_tiles: same tile height, same 128
  * threads */
 static_assert(DM_BK == FA_BK && FA_WARPS * 32 == 128, "decode tiles load like prefill tiles");
+static_assert(FA_BQ == WG_BQ, "the prefill kernels count query tiles alike");
 
 template <int D, int DM_STAGES>
 __global__ void __launch_bounds__(128) k_attn_decode_mma(attn_params a, int split_len, int n_split, float *part,
@@ -813,12 +1155,21 @@ int skv_cuda_attention_init(struct skv_cuda_backend *cb)
 {
 	const char *e = getenv("SKV_CUDA_DECODE"); /* simt: the SIMT decode kernel instead (A/B) */
 	cb->decode_simt = e && !strcmp(e, "simt");
+	/* wgmma: the wgmma prefill kernel; serial: the same without the softmax/MMA overlap; else the
+	 * mma.sync kernel (the default until the wgmma one has passed test-cuda-ops on a device) */
+	e = getenv("SKV_CUDA_PREFILL");
+	cb->prefill_serial = e && !strcmp(e, "serial");
+	cb->prefill_mma = !(e && (!strcmp(e, "wgmma") || cb->prefill_serial));
 	/* the tensor-core decode kernel's cp.async stages (2: 64 KB of shared memory at head_dim
 	 * 128, 3 blocks per SM; 3: 96 KB, 2 blocks) and the blocks per SM its split count aims at */
 	cb->decode_stages = (int)env_i64("SKV_CUDA_DECODE_STAGES", 2, DM_STAGES_MAX, DM_STAGES_DEFAULT);
 	cb->decode_blocks_per_sm = (uint32_t)env_i64("SKV_CUDA_DECODE_BLOCKS_PER_SM", 1, 64, DM_BLOCKS_PER_SM_DEFAULT);
 	const bool ok = smem_limit(cb, k_attn_prefill<64>, (FA_BQ + 4 * FA_BK) * 64 * 2) &&
 			smem_limit(cb, k_attn_prefill<128>, (FA_BQ + 4 * FA_BK) * 128 * 2) &&
+			smem_limit(cb, k_attn_prefill_wg<64, true>, WG_SMEM(64)) &&
+			smem_limit(cb, k_attn_prefill_wg<128, true>, WG_SMEM(128)) &&
+			smem_limit(cb, k_attn_prefill_wg<64, false>, WG_SMEM(64)) &&
+			smem_limit(cb, k_attn_prefill_wg<128, false>, WG_SMEM(128)) &&
 			smem_limit(cb, k_attn_decode_mma<64, 2>, 2 * 2 * DM_BK * 64 * 2) &&
 			smem_limit(cb, k_attn_decode_mma<64, 3>, 3 * 2 * DM_BK * 64 * 2) &&
 			smem_limit(cb, k_attn_decode_mma<128, 2>, 2 * 2 * DM_BK * 128 * 2) &&
@@ -940,16 +1291,27 @@ void skv_cuda_attention(struct skv_backend *be, void *out, const void *q, uint32
 			launch_decode<128>(cb, a, b->n_q, capacity);
 		name = D == 64 ? "attention decode d64" : "attention decode d128";
 	} else if (fast) {
+		/* both kernels tile queries by 128 rows (FA_BQ == WG_BQ) */
 		uint32_t tiles = 0;
 		for (uint32_t s = 0; s < b->n_seqs; s++)
 			tiles += SKV_DIV_UP((uint32_t)(b->host_q_start[s + 1] - b->host_q_start[s]), (uint32_t)FA_BQ);
-		const size_t smem = (size_t)(FA_BQ + 4 * FA_BK) * D * 2;
 		dim3 grid(n_heads, tiles);
-		if (tiles) {
+		if (tiles && cb->prefill_mma) {
+			const size_t smem = (size_t)(FA_BQ + 4 * FA_BK) * D * 2;
 			if (D == 64)
 				k_attn_prefill<64><<<grid, FA_WARPS * 32, smem, cb->stream>>>(a);
 			else
 				k_attn_prefill<128><<<grid, FA_WARPS * 32, smem, cb->stream>>>(a);
+		} else if (tiles && cb->prefill_serial) {
+			if (D == 64)
+				k_attn_prefill_wg<64, false><<<grid, WG_THREADS, WG_SMEM(64), cb->stream>>>(a);
+			else
+				k_attn_prefill_wg<128, false><<<grid, WG_THREADS, WG_SMEM(128), cb->stream>>>(a);
+		} else if (tiles) {
+			if (D == 64)
+				k_attn_prefill_wg<64, true><<<grid, WG_THREADS, WG_SMEM(64), cb->stream>>>(a);
+			else
+				k_attn_prefill_wg<128, true><<<grid, WG_THREADS, WG_SMEM(128), cb->stream>>>(a);
 		}
 		skv_cuda_launched(cb, "attention prefill");
 		name = D == 64 ? "attention prefill d64" : "attention prefill d128";

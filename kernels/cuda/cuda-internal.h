@@ -61,8 +61,10 @@ struct skv_cuda_backend {
 	uint32_t n_plans;
 
 	/* A/B switches for device runs, read from the environment once, at creation:
-	 * SKV_CUDA_GEMV=0, SKV_CUDA_DECODE=simt, SKV_CUDA_DECODE_STAGES, SKV_CUDA_DECODE_BLOCKS_PER_SM */
-	bool gemv, decode_simt;
+	 * SKV_CUDA_GEMV=0, SKV_CUDA_DECODE=simt, SKV_CUDA_DECODE_STAGES, SKV_CUDA_DECODE_BLOCKS_PER_SM,
+	 * SKV_CUDA_PREFILL=wgmma|serial (the wgmma prefill attention, with or without its softmax/MMA
+	 * overlap, instead of the mma.sync one) */
+	bool gemv, decode_simt, prefill_mma, prefill_serial;
 	int decode_stages;
 	uint32_t decode_blocks_per_sm;
 	float *attn_part; /* [SKV_CUDA_ATTN_PART_ROWS, n_heads, head_dim + 2] decode split partials */
