@@ -72,6 +72,7 @@ admin_socket = {admin}
 allow_group =
 admin_group =
 max_clients = 1024
+max_sessions_per_uid = 1024
 queue_requests = {queue}
 [limits]
 max_new_tokens = 8000
