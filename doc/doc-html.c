@@ -34,6 +34,44 @@ static bool is_kept(xmlNodePtr n)
 	return n->type == XML_ELEMENT_NODE && n->name && !name_in(n->name, skipped);
 }
 
+struct html_walk {
+	struct doc_out o;
+	int pre; /* inside this many <pre>: white space kept */
+};
+
+static bool html_enter(xmlNodePtr n, void *ud)
+{
+	struct html_walk *w = ud;
+	if (is_kept(n)) {
+		if (name_in(n->name, blocks))
+			doc_out_break(&w->o);
+		if (strcasecmp((const char *)n->name, "br") == 0)
+			doc_out_raw(&w->o, "\n", 1);
+		if (strcasecmp((const char *)n->name, "pre") == 0)
+			w->pre++;
+		return true;
+	}
+	if ((n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) && n->content) {
+		size_t k = strlen((const char *)n->content);
+		if (w->pre)
+			doc_out_raw(&w->o, (const char *)n->content, k);
+		else
+			doc_out_text(&w->o, (const char *)n->content, k);
+	}
+	return false;
+}
+
+static void html_leave(xmlNodePtr n, void *ud)
+{
+	struct html_walk *w = ud;
+	if (!is_kept(n))
+		return;
+	if (name_in(n->name, blocks))
+		doc_out_break(&w->o);
+	if (strcasecmp((const char *)n->name, "pre") == 0 && w->pre)
+		w->pre--;
+}
+
 int doc_read_html(const char *data, size_t len, size_t max, struct skv_doc_text *ret, struct skv_err *err)
 {
 	if (len > INT32_MAX)
@@ -43,52 +81,11 @@ int doc_read_html(const char *data, size_t len, size_t max, struct skv_doc_text 
 						HTML_PARSE_NONET | HTML_PARSE_COMPACT);
 	if (!doc)
 		return skv_err_set(err, -EINVAL, "html: libxml2 could not parse the page");
-	struct doc_out o;
-	doc_out_init(&o, max);
-	int pre = 0;
-	xmlNodePtr root = xmlDocGetRootElement(doc), n = root;
-	while (n && !o.over) {
-		bool descend = false;
-		if (is_kept(n)) {
-			if (name_in(n->name, blocks))
-				doc_out_break(&o);
-			if (strcasecmp((const char *)n->name, "br") == 0)
-				doc_out_raw(&o, "\n", 1);
-			if (strcasecmp((const char *)n->name, "pre") == 0)
-				pre++;
-			descend = n->children != NULL;
-		} else if ((n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) && n->content) {
-			size_t k = strlen((const char *)n->content);
-			if (pre)
-				doc_out_raw(&o, (const char *)n->content, k);
-			else
-				doc_out_text(&o, (const char *)n->content, k);
-		}
-		if (descend) {
-			n = n->children;
-			continue;
-		}
-		/* n is done: leave it, then go to its next sibling or leave its ancestors */
-		for (;;) {
-			if (is_kept(n)) {
-				if (name_in(n->name, blocks))
-					doc_out_break(&o);
-				if (strcasecmp((const char *)n->name, "pre") == 0 && pre)
-					pre--;
-			}
-			if (n == root) {
-				n = NULL;
-				break;
-			}
-			if (n->next) {
-				n = n->next;
-				break;
-			}
-			n = n->parent;
-		}
-	}
+	struct html_walk w = {.pre = 0};
+	doc_out_init(&w.o, max);
+	doc_xml_walk(xmlDocGetRootElement(doc), html_enter, html_leave, &w, &w.o.over);
 	xmlFreeDoc(doc);
-	int r = doc_out_finish(&o, ret, SKV_DOC_HTML, err);
-	doc_out_done(&o);
+	int r = doc_out_finish(&w.o, ret, SKV_DOC_HTML, err);
+	doc_out_done(&w.o);
 	return r;
 }

@@ -2,6 +2,7 @@
  * white space, a size limit) and each format's reader. Not installed, not used outside doc/. */
 #pragma once
 #include <glib.h>
+#include <libxml/tree.h>
 #include <poppler.h>
 #include <stdbool.h>
 
@@ -22,6 +23,12 @@ void doc_out_text(struct doc_out *o, const char *s, size_t n);
 void doc_out_raw(struct doc_out *o, const char *s, size_t n);
 /* Moves the text into *ret (0), or says why not: over the limit, empty, not UTF-8. */
 int doc_out_finish(struct doc_out *o, struct skv_doc_text *ret, enum skv_doc_format f, struct skv_err *err);
+
+/* Walks the tree under ROOT in document order without recursion (a hostile nesting depth costs
+ * no stack): ENTER(n) for each node, which says whether to go into its children; LEAVE(n) once n
+ * and everything under it are done (for every node entered). Stops early once *STOP is true. */
+void doc_xml_walk(xmlNodePtr root, bool (*enter)(xmlNodePtr n, void *ud), void (*leave)(xmlNodePtr n, void *ud),
+		  void *ud, const bool *stop);
 
 int doc_read_html(const char *data, size_t len, size_t max, struct skv_doc_text *ret, struct skv_err *err);
 /* One PDF page's text (poppler_page_get_text) into paragraphs, with its layout (one rectangle per

@@ -102,94 +102,73 @@ static bool is_el(xmlNodePtr n, const char *ns, const char *name)
 	       strcmp((const char *)n->name, name) == 0;
 }
 
-/* DOCX: w:p is a paragraph, w:t literal text, w:tab and w:br/w:cr white space. */
-static void walk_docx(xmlNodePtr root, struct doc_out *o)
+/* DOCX: w:p is a paragraph, w:t literal text, w:tab and w:br/w:cr white space; deleted text and
+ * field codes are not read. */
+static bool docx_enter(xmlNodePtr n, void *ud)
 {
-	xmlNodePtr n = root;
-	while (n && !o->over) {
-		bool descend = n->children != NULL && n->type == XML_ELEMENT_NODE;
-		if (is_el(n, W_NS, "p")) {
-			doc_out_break(o);
-		} else if (is_el(n, W_NS, "t")) {
-			for (xmlNodePtr c = n->children; c; c = c->next)
-				if (c->type == XML_TEXT_NODE && c->content)
-					doc_out_raw(o, (const char *)c->content, strlen((const char *)c->content));
-			descend = false;
-		} else if (is_el(n, W_NS, "tab")) {
-			doc_out_raw(o, "\t", 1);
-		} else if (is_el(n, W_NS, "br") || is_el(n, W_NS, "cr")) {
-			doc_out_raw(o, "\n", 1);
-		} else if (is_el(n, W_NS, "delText") || is_el(n, W_NS, "instrText")) {
-			descend = false;
-		}
-		if (descend) {
-			n = n->children;
-			continue;
-		}
-		for (;;) {
-			if (is_el(n, W_NS, "p"))
-				doc_out_break(o);
-			if (n == root) {
-				n = NULL;
-				break;
-			}
-			if (n->next) {
-				n = n->next;
-				break;
-			}
-			n = n->parent;
-		}
+	struct doc_out *o = ud;
+	if (is_el(n, W_NS, "p")) {
+		doc_out_break(o);
+	} else if (is_el(n, W_NS, "t")) {
+		for (xmlNodePtr c = n->children; c; c = c->next)
+			if (c->type == XML_TEXT_NODE && c->content)
+				doc_out_raw(o, (const char *)c->content, strlen((const char *)c->content));
+		return false;
+	} else if (is_el(n, W_NS, "tab")) {
+		doc_out_raw(o, "\t", 1);
+	} else if (is_el(n, W_NS, "br") || is_el(n, W_NS, "cr")) {
+		doc_out_raw(o, "\n", 1);
+	} else if (is_el(n, W_NS, "delText") || is_el(n, W_NS, "instrText")) {
+		return false;
 	}
+	return n->type == XML_ELEMENT_NODE;
+}
+
+static void docx_leave(xmlNodePtr n, void *ud)
+{
+	if (is_el(n, W_NS, "p"))
+		doc_out_break(ud);
 }
 
 /* ODT: text:p and text:h are paragraphs whose white space folds (as ODF says); text:s adds
  * spaces, text:tab and text:line-break white space; annotations and notes' citations are skipped. */
-static void walk_odt(xmlNodePtr root, struct doc_out *o)
+struct odt_walk {
+	struct doc_out o;
+	int in_par; /* inside this many text:p / text:h */
+};
+
+static bool odt_enter(xmlNodePtr n, void *ud)
 {
-	xmlNodePtr n = root;
-	int in_par = 0;
-	while (n && !o->over) {
-		bool descend = n->children != NULL && n->type == XML_ELEMENT_NODE;
-		bool par = is_el(n, TEXT_NS, "p") || is_el(n, TEXT_NS, "h");
-		if (par) {
-			doc_out_break(o);
-			in_par++;
-		} else if (is_el(n, TEXT_NS, "s")) {
-			xmlChar *c = xmlGetNsProp(n, (const xmlChar *)"c", (const xmlChar *)TEXT_NS);
-			long k = c ? strtol((const char *)c, NULL, 10) : 1;
-			xmlFree(c);
-			for (long i = 0; i < SKV_MIN(SKV_MAX(k, 1L), 1024L); i++)
-				doc_out_raw(o, " ", 1);
-		} else if (is_el(n, TEXT_NS, "tab")) {
-			doc_out_raw(o, "\t", 1);
-		} else if (is_el(n, TEXT_NS, "line-break")) {
-			doc_out_raw(o, "\n", 1);
-		} else if (is_el(n, OFFICE_NS, "annotation") || is_el(n, TEXT_NS, "note-citation") ||
-			   is_el(n, TEXT_NS, "tracked-changes")) {
-			descend = false;
-		} else if (n->type == XML_TEXT_NODE && in_par && n->content) {
-			doc_out_text(o, (const char *)n->content, strlen((const char *)n->content));
-		}
-		if (descend) {
-			n = n->children;
-			continue;
-		}
-		for (;;) {
-			if (is_el(n, TEXT_NS, "p") || is_el(n, TEXT_NS, "h")) {
-				doc_out_break(o);
-				if (in_par)
-					in_par--;
-			}
-			if (n == root) {
-				n = NULL;
-				break;
-			}
-			if (n->next) {
-				n = n->next;
-				break;
-			}
-			n = n->parent;
-		}
+	struct odt_walk *w = ud;
+	if (is_el(n, TEXT_NS, "p") || is_el(n, TEXT_NS, "h")) {
+		doc_out_break(&w->o);
+		w->in_par++;
+	} else if (is_el(n, TEXT_NS, "s")) {
+		xmlChar *c = xmlGetNsProp(n, (const xmlChar *)"c", (const xmlChar *)TEXT_NS);
+		long k = c ? strtol((const char *)c, NULL, 10) : 1;
+		xmlFree(c);
+		for (long i = 0; i < SKV_MIN(SKV_MAX(k, 1L), 1024L); i++)
+			doc_out_raw(&w->o, " ", 1);
+	} else if (is_el(n, TEXT_NS, "tab")) {
+		doc_out_raw(&w->o, "\t", 1);
+	} else if (is_el(n, TEXT_NS, "line-break")) {
+		doc_out_raw(&w->o, "\n", 1);
+	} else if (is_el(n, OFFICE_NS, "annotation") || is_el(n, TEXT_NS, "note-citation") ||
+		   is_el(n, TEXT_NS, "tracked-changes")) {
+		return false;
+	} else if (n->type == XML_TEXT_NODE && w->in_par && n->content) {
+		doc_out_text(&w->o, (const char *)n->content, strlen((const char *)n->content));
+	}
+	return n->type == XML_ELEMENT_NODE;
+}
+
+static void odt_leave(xmlNodePtr n, void *ud)
+{
+	struct odt_walk *w = ud;
+	if (is_el(n, TEXT_NS, "p") || is_el(n, TEXT_NS, "h")) {
+		doc_out_break(&w->o);
+		if (w->in_par)
+			w->in_par--;
 	}
 }
 
@@ -222,17 +201,15 @@ int doc_read_zip(const char *data, size_t len, enum skv_doc_format f, size_t max
 	free(xml);
 	if (!doc)
 		return skv_err_set(err, -EINVAL, "%s: %s is not well-formed XML", fmt, member);
-	struct doc_out o;
-	doc_out_init(&o, max);
+	struct odt_walk w = {.in_par = 0};
+	doc_out_init(&w.o, max);
 	xmlNodePtr root = xmlDocGetRootElement(doc);
-	if (root) {
-		if (f == SKV_DOC_ODT)
-			walk_odt(root, &o);
-		else
-			walk_docx(root, &o);
-	}
+	if (f == SKV_DOC_ODT)
+		doc_xml_walk(root, odt_enter, odt_leave, &w, &w.o.over);
+	else
+		doc_xml_walk(root, docx_enter, docx_leave, &w.o, &w.o.over);
 	xmlFreeDoc(doc);
-	r = doc_out_finish(&o, ret, f, err);
-	doc_out_done(&o);
+	r = doc_out_finish(&w.o, ret, f, err);
+	doc_out_done(&w.o);
 	return r;
 }

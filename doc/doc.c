@@ -130,6 +130,31 @@ int doc_out_finish(struct doc_out *o, struct skv_doc_text *ret, enum skv_doc_for
 	return 0;
 }
 
+void doc_xml_walk(xmlNodePtr root, bool (*enter)(xmlNodePtr n, void *ud), void (*leave)(xmlNodePtr n, void *ud),
+		  void *ud, const bool *stop)
+{
+	xmlNodePtr n = root;
+	while (n && !*stop) {
+		if (enter(n, ud) && n->children) {
+			n = n->children;
+			continue;
+		}
+		/* n is done: leave it, then go to its next sibling or leave its ancestors */
+		for (;;) {
+			leave(n, ud);
+			if (n == root) {
+				n = NULL;
+				break;
+			}
+			if (n->next) {
+				n = n->next;
+				break;
+			}
+			n = n->parent;
+		}
+	}
+}
+
 /* ---- detection */
 
 static bool has_prefix_ci(const char *s, size_t n, const char *p)
