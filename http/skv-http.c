@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "skv-version.h"
 #include "http-config.h"
 #include "http-metrics.h"
 #include "http-server.h"
@@ -23,7 +24,8 @@ static void usage(FILE *f)
 		   "  -c, --config FILE   skv-http.ini (default " SKV_HTTP_DEFAULT_CONFIG ")\n"
 		   "      --check-config  check the file (and the API keys file) and exit\n"
 		   "      --print-config  print the configuration in effect and exit\n"
-		   "  -h, --help\n");
+		   "  -h, --help\n"
+		   "      --version\n");
 }
 
 int main(int argc, char **argv)
@@ -33,6 +35,7 @@ int main(int argc, char **argv)
 		{"check-config", no_argument, NULL, 'C'},
 		{"print-config", no_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{0},
 	};
 	const char *path = SKV_HTTP_DEFAULT_CONFIG;
@@ -55,6 +58,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			skv_version_print("skv-http");
 			return 0;
 		default:
 			usage(stderr);

@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 
 #include "skv-json.h"
+#include "skv-version.h"
 #include "gguf.h"
 #include "safetensors.h"
 #include "skv-base.h"
@@ -680,7 +681,9 @@ static void usage(FILE *f)
 		   "                           checkpoint with num_key_value_layers = L\n"
 		   "  --group G                key_value_group_size with --swiftkv-layers, default 1\n"
 		   "  --max-shard-size BYTES   shard above this size (default 5000000000)\n"
-		   "  --force                  write into an existing OUTDIR\n");
+		   "  --force                  write into an existing OUTDIR\n"
+		   "  -h, --help               this text\n"
+		   "  --version                the version, then exit\n");
 }
 
 static void remove_outputs(const char *dir)
@@ -708,7 +711,7 @@ int main(int argc, char **argv)
 		{"dtype", required_argument, NULL, 'd'},	  {"swiftkv-layers", required_argument, NULL, 'L'},
 		{"group", required_argument, NULL, 'G'},	  {"max-shard-size", required_argument, NULL, 'm'},
 		{"force", no_argument, NULL, 'f'},		  {"help", no_argument, NULL, 'h'},
-		{0},
+		{"version", no_argument, NULL, 'V'},	  {0},
 	};
 	const char *dtype_name = "bf16";
 	int64_t L = 0, G = 1, max_shard = 5000000000ll;
@@ -736,6 +739,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			skv_version_print("skv-import");
 			return 0;
 		default:
 			usage(stderr);
