@@ -295,7 +295,6 @@ static int self_generate(const char *teacher, const struct skv_tokenizer *tok, c
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		_cleanup_free_ char *answer = NULL;
 		struct skv_tokenizer_ws *ws = NULL;
 		const char *dec = "";
 		if (skv_tokenizer_ws_new(tok, &ws) < 0) {

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "chat.h"
-#include "model-config.h"
+#include "skv-base.h"
 
 #ifndef SKV_SRCDIR
 #define SKV_SRCDIR "."

@@ -44,6 +44,7 @@ static void split_down(const char *text, struct skv_piece p, int depth, size_t *
 	free(parts);
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 4)
