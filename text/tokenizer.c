@@ -319,7 +319,8 @@ ssize_t skv_tokenizer_encode_alloc(const struct skv_tokenizer *tok, const char *
 	int32_t *out = malloc(((size_t)n + 1) * sizeof(int32_t));
 	if (!out)
 		return skv_err_set(err, -ENOMEM, "tokenizer: out of memory");
-	memcpy(out, ids, (size_t)n * sizeof(int32_t));
+	if (n > 0) /* an empty text gives no ids and may give ids == NULL */
+		memcpy(out, ids, (size_t)n * sizeof(int32_t));
 	*ret_ids = out;
 	return n;
 }
