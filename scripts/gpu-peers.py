@@ -14,7 +14,10 @@ benchmarks, in its own process so that the GPU's memory is free again:
 FLOPs of causal attention: 4 d h L (L + 1) / 2, as skv-bench's per-op rows count them.
 Times: CUDA events around each call, median of the repeats after warm-up; inputs random normal.
 Writes JSON (--json FILE) and prints one line per figure.
-  scripts/gpu-peers.py [--json FILE] [--no-llama] [--lengths 2048,8192] [--batches 1,32]
+  scripts/gpu-peers.py [--json FILE] [--no-llama] [--no-sdpa] [--lengths 2048,8192] [--batches 1,32]
+                      [--config MODEL_DIR [--save OUT_DIR]]
+--config takes the llama shape from MODEL_DIR/config.json instead (SmolLM2-135M's, say: the
+weights do not change the time), and --save writes the random model for skv-bench to run.
 """
 import argparse
 import json
@@ -79,12 +82,16 @@ def sdpa_peers(torch, lengths, out):
     out["sdpa"] = res
 
 
-def llama_peers(torch, lengths, batches, out):
+def llama_peers(torch, lengths, batches, out, config_dir=None, save_dir=None):
     import transformers
     from transformers import LlamaConfig, LlamaForCausalLM
-    cfg = LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                      num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=131072,
-                      rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=False)
+    if config_dir:  # another shape (SmolLM2's, say): its config.json, random weights all the same
+        cfg = LlamaConfig.from_pretrained(config_dir)
+    else:
+        cfg = LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                          num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                          max_position_embeddings=131072, rms_norm_eps=1e-5, rope_theta=500000.0,
+                          tie_word_embeddings=False)
     cfg._attn_implementation = "sdpa"
     t0 = time.time()
     torch.set_default_dtype(torch.bfloat16)
@@ -92,7 +99,10 @@ def llama_peers(torch, lengths, batches, out):
         model = LlamaForCausalLM(cfg)
     torch.set_default_dtype(torch.float32)
     model.eval()
-    print("llama 8B shape, random weights, made in %.1f s (transformers %s)" % (time.time() - t0, transformers.__version__))
+    print("llama %s shape, random weights, made in %.1f s (transformers %s)" %
+          (config_dir or "8B", time.time() - t0, transformers.__version__))
+    if save_dir:  # the same weights for our engine to run (bf16 safetensors, transformers' layout)
+        model.save_pretrained(save_dir)
     res = {"transformers": transformers.__version__, "prefill": {}, "decode": {}}
     gen = torch.Generator(device="cuda").manual_seed(0)
     with torch.inference_mode():
@@ -133,6 +143,9 @@ def main():
     ap.add_argument("--no-llama", action="store_true")
     ap.add_argument("--lengths", default="2048,8192")
     ap.add_argument("--batches", default="1,32")
+    ap.add_argument("--no-sdpa", action="store_true")
+    ap.add_argument("--config", help="a model directory whose config.json gives the llama shape")
+    ap.add_argument("--save", help="write the random-weight llama there (for skv-bench on the same model)")
     o = ap.parse_args()
     try:
         import torch
@@ -146,10 +159,11 @@ def main():
     batches = [int(x) for x in o.batches.split(",")]
     out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
     print("gpu-peers on %s, torch %s" % (out["device"], torch.__version__))
-    sdpa_peers(torch, lengths, out)
+    if not o.no_sdpa:
+        sdpa_peers(torch, lengths, out)
     if not o.no_llama:
         try:
-            llama_peers(torch, lengths, batches, out)
+            llama_peers(torch, lengths, batches, out, o.config, o.save)
         except Exception as e:  # out of memory or time: the SDPA figures still count
             print("gpu-peers: llama skipped: %s" % e, file=sys.stderr)
     if o.json:

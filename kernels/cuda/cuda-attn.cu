@@ -1155,11 +1155,13 @@ int skv_cuda_attention_init(struct skv_cuda_backend *cb)
 {
 	const char *e = getenv("SKV_CUDA_DECODE"); /* simt: the SIMT decode kernel instead (A/B) */
 	cb->decode_simt = e && !strcmp(e, "simt");
-	/* wgmma: the wgmma prefill kernel; serial: the same without the softmax/MMA overlap; else the
-	 * mma.sync kernel (the default until the wgmma one has passed test-cuda-ops on a device) */
+	/* the default is the wgmma prefill kernel without the intra-warpgroup softmax/MMA overlap:
+	 * on the H100 it beat both the mma.sync kernel (mma) and the overlapped variant (pipe) at
+	 * every length measured, head_dim 64 and 128 (docs/perf-notes.md, 2026-12-05); "wgmma" and
+	 * "serial" name the default, "pipe" and "mma" the other two for A/B on a device */
 	e = getenv("SKV_CUDA_PREFILL");
-	cb->prefill_serial = e && !strcmp(e, "serial");
-	cb->prefill_mma = !(e && (!strcmp(e, "wgmma") || cb->prefill_serial));
+	cb->prefill_mma = e && !strcmp(e, "mma");
+	cb->prefill_serial = !(e && (!strcmp(e, "pipe") || cb->prefill_mma));
 	/* the tensor-core decode kernel's cp.async stages (2: 64 KB of shared memory at head_dim
 	 * 128, 3 blocks per SM; 3: 96 KB, 2 blocks) and the blocks per SM its split count aims at */
 	cb->decode_stages = (int)env_i64("SKV_CUDA_DECODE_STAGES", 2, DM_STAGES_MAX, DM_STAGES_DEFAULT);

@@ -62,8 +62,8 @@ struct skv_cuda_backend {
 
 	/* A/B switches for device runs, read from the environment once, at creation:
 	 * SKV_CUDA_GEMV=0, SKV_CUDA_DECODE=simt, SKV_CUDA_DECODE_STAGES, SKV_CUDA_DECODE_BLOCKS_PER_SM,
-	 * SKV_CUDA_PREFILL=wgmma|serial (the wgmma prefill attention, with or without its softmax/MMA
-	 * overlap, instead of the mma.sync one) */
+	 * SKV_CUDA_PREFILL=pipe|mma (the wgmma prefill attention with its softmax/MMA overlap, or the
+	 * mma.sync kernel, instead of the default: wgmma without the overlap) */
 	bool gemv, decode_simt, prefill_mma, prefill_serial;
 	int decode_stages;
 	uint32_t decode_blocks_per_sm;
