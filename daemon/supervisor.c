@@ -124,7 +124,10 @@ int skvd_replicas_create(struct skvd *d, struct skv_err *err)
 			evt_cap *= 2;
 		skv_ctl_layout(&rp->hdr, i, REQ_CAPACITY, evt_cap, SKV_MAX(2 * d->max_context, 65536u));
 		snprintf(name, sizeof(name), "skv-ctl-%u", i);
+		/* F_SEAL_SEAL after the size seals: a worker cannot add a seal of its own (say
+		 * F_SEAL_FUTURE_WRITE) to the regions skvd shares with it and its successors */
 		if ((r = skv_memfd_new(name, rp->hdr.total_size, &rp->ctl_fd, err)) < 0 ||
+		    (r = skv_memfd_seal_seals(rp->ctl_fd, err)) < 0 ||
 		    (r = skv_memfd_map(rp->ctl_fd, rp->hdr.total_size, true, &rp->ctl, err)) < 0)
 			return r;
 		if (cuda) {
@@ -137,7 +140,8 @@ int skvd_replicas_create(struct skvd *d, struct skv_err *err)
 			rp->kv_fd = rp->kvreg.fd;
 		} else {
 			snprintf(name, sizeof(name), "skv-kv-%u", i);
-			if ((r = skv_memfd_new(name, d->kv_bytes, &rp->kv_fd, err)) < 0)
+			if ((r = skv_memfd_new(name, d->kv_bytes, &rp->kv_fd, err)) < 0 ||
+			    (r = skv_memfd_seal_seals(rp->kv_fd, err)) < 0)
 				return r;
 		}
 		rp->req_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

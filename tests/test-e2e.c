@@ -4,6 +4,7 @@
  * directory. The promises of reliability.md are checked one by one. */
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1552,6 +1554,50 @@ static void raw_close(struct raw_session *r)
 	close(r->sock), close(r->mem_fd), close(r->sub_efd), close(r->cmp_efd);
 }
 
+/* The regions skvd shares with its workers (each replica's control ring and, on the CPU, its KV
+ * arena) carry F_SEAL_SEAL after their size seals, as the session memfds do: a worker cannot add a
+ * seal of its own (F_SEAL_FUTURE_WRITE, say) to what skvd and the worker's successors use. Read
+ * through /proc/<skvd>/fd, which reopens the same memfds. */
+static void test_worker_region_seals(void **state)
+{
+	(void)state;
+	struct e2e e;
+	e2e_start(&e, model, NULL);
+	char dir[64], path[PATH_MAX], link[PATH_MAX];
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)e.pid);
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int ctl = 0, kv = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		ssize_t n = readlink(path, link, sizeof(link) - 1);
+		if (n < 0)
+			continue;
+		link[n] = 0;
+		const bool is_ctl = !strncmp(link, "/memfd:skv-ctl-", 15), is_kv = !strncmp(link, "/memfd:skv-kv-", 14);
+		if (!is_ctl && !is_kv)
+			continue;
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		assert_true(fd >= 0);
+		int seals = fcntl(fd, F_GET_SEALS);
+		assert_int_equal(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+		assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE), -1);
+		assert_int_equal(errno, EPERM);
+		close(fd);
+		ctl += is_ctl;
+		kv += is_kv;
+	}
+	closedir(d);
+	/* one replica of each on the CPU backend; the test's skvd runs at least one */
+	assert_true(ctl >= 1);
+	assert_int_equal(kv, ctl);
+	assert_int_equal(e2e_stop(&e, 10000), 0);
+	tu_rmdir(e.dir);
+}
+
 /* The handshake's edges: the session memfd carries F_SEAL_SEAL after its size seals, so the
  * client cannot add a seal of its own; an empty packet before the hello is answered MALFORMED
  * (it is not the end of the stream); the session still serves. */
@@ -1908,6 +1954,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_chat_template_file, e2e_teardown),
 		cmocka_unit_test_teardown(test_socket_activation, e2e_teardown),
 		cmocka_unit_test_teardown(test_hostile_doorbells, e2e_teardown),
+		cmocka_unit_test_teardown(test_worker_region_seals, e2e_teardown),
 		cmocka_unit_test_teardown(test_handshake_edges, e2e_teardown),
 		cmocka_unit_test_teardown(test_admin_limits, e2e_teardown),
 		cmocka_unit_test_teardown(test_big_prompts_rss, e2e_teardown),

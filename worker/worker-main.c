@@ -291,7 +291,7 @@ int main(int argc, char **argv)
 
 	/* the control segment: size from the fd, header checked, then copied */
 	size_t ctl_size;
-	if (skv_memfd_check((int)ctl_fd, 0, SKV_SEALS_SIZE, &ctl_size, &err) < 0 ||
+	if (skv_memfd_check((int)ctl_fd, 0, SKV_SEALS_SIZE | F_SEAL_SEAL, &ctl_size, &err) < 0 ||
 	    skv_memfd_map((int)ctl_fd, ctl_size, true, &w.seg, &err) < 0) {
 		fprintf(stderr, "<3>skv-worker: %s\n", err.msg);
 		return 1;
@@ -343,7 +343,7 @@ int main(int argc, char **argv)
 		kv = (void *)(uintptr_t)kvreg.va;
 	} else {
 		if ((rc = skv_image_check(weights, ep->weights_bytes, &img, &err)) < 0 ||
-		    (rc = skv_memfd_check((int)kv_fd, ep->kv_bytes, SKV_SEALS_SIZE, NULL, &err)) < 0 ||
+		    (rc = skv_memfd_check((int)kv_fd, ep->kv_bytes, SKV_SEALS_SIZE | F_SEAL_SEAL, NULL, &err)) < 0 ||
 		    (rc = skv_memfd_map((int)kv_fd, ep->kv_bytes, true, &kv, &err)) < 0 ||
 		    (rc = skv_backend_cpu_new(ep->threads, &w.be, &err)) < 0)
 			goto fail;
