@@ -1160,8 +1160,10 @@ int skv_cuda_attention_init(struct skv_cuda_backend *cb)
 	 * every length measured, head_dim 64 and 128 (docs/perf-notes.md, 2026-12-05); "wgmma" and
 	 * "serial" name the default, "pipe" and "mma" the other two for A/B on a device */
 	e = getenv("SKV_CUDA_PREFILL");
-	cb->prefill_mma = e && !strcmp(e, "mma");
-	cb->prefill_serial = !(e && (!strcmp(e, "pipe") || cb->prefill_mma));
+	cb->prefill = !e ? SKV_PREFILL_WGMMA
+		      : !strcmp(e, "mma") ? SKV_PREFILL_MMA
+		      : !strcmp(e, "pipe") ? SKV_PREFILL_WGMMA_PIPE
+					   : SKV_PREFILL_WGMMA;
 	/* the tensor-core decode kernel's cp.async stages (2: 64 KB of shared memory at head_dim
 	 * 128, 3 blocks per SM; 3: 96 KB, 2 blocks) and the blocks per SM its split count aims at */
 	cb->decode_stages = (int)env_i64("SKV_CUDA_DECODE_STAGES", 2, DM_STAGES_MAX, DM_STAGES_DEFAULT);
@@ -1298,13 +1300,13 @@ void skv_cuda_attention(struct skv_backend *be, void *out, const void *q, uint32
 		for (uint32_t s = 0; s < b->n_seqs; s++)
 			tiles += SKV_DIV_UP((uint32_t)(b->host_q_start[s + 1] - b->host_q_start[s]), (uint32_t)FA_BQ);
 		dim3 grid(n_heads, tiles);
-		if (tiles && cb->prefill_mma) {
+		if (tiles && cb->prefill == SKV_PREFILL_MMA) {
 			const size_t smem = (size_t)(FA_BQ + 4 * FA_BK) * D * 2;
 			if (D == 64)
 				k_attn_prefill<64><<<grid, FA_WARPS * 32, smem, cb->stream>>>(a);
 			else
 				k_attn_prefill<128><<<grid, FA_WARPS * 32, smem, cb->stream>>>(a);
-		} else if (tiles && cb->prefill_serial) {
+		} else if (tiles && cb->prefill == SKV_PREFILL_WGMMA) {
 			if (D == 64)
 				k_attn_prefill_wg<64, false><<<grid, WG_THREADS, WG_SMEM(64), cb->stream>>>(a);
 			else

@@ -47,6 +47,10 @@ struct skv_cuda_prof_call {
 	double flops, bytes;
 };
 
+/* the prefill attention kernel (SKV_CUDA_PREFILL): wgmma without the softmax/MMA overlap (the
+ * default), wgmma with it ("pipe"), or the mma.sync kernel ("mma") */
+enum skv_cuda_prefill { SKV_PREFILL_WGMMA, SKV_PREFILL_WGMMA_PIPE, SKV_PREFILL_MMA };
+
 struct skv_cuda_backend {
 	struct skv_backend base;
 	int device;
@@ -64,7 +68,8 @@ struct skv_cuda_backend {
 	 * SKV_CUDA_GEMV=0, SKV_CUDA_DECODE=simt, SKV_CUDA_DECODE_STAGES, SKV_CUDA_DECODE_BLOCKS_PER_SM,
 	 * SKV_CUDA_PREFILL=pipe|mma (the wgmma prefill attention with its softmax/MMA overlap, or the
 	 * mma.sync kernel, instead of the default: wgmma without the overlap) */
-	bool gemv, decode_simt, prefill_mma, prefill_serial;
+	bool gemv, decode_simt;
+	enum skv_cuda_prefill prefill;
 	int decode_stages;
 	uint32_t decode_blocks_per_sm;
 	float *attn_part; /* [SKV_CUDA_ATTN_PART_ROWS, n_heads, head_dim + 2] decode split partials */
